@@ -1,0 +1,1 @@
+"""The graphdsl grammar, installed as the package graphdsl.grammars."""

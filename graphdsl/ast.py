@@ -1,0 +1,124 @@
+"""The abstract syntax tree: what a spec says, with a source span on every node."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Span
+
+
+@dataclass(frozen=True)
+class Ident:
+    text: str
+    span: Span
+
+
+# -- expressions -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: Ident
+    args: tuple
+    kwargs: tuple  # of (Ident, expr)
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """`a + b`, `a - b`, `a * b`, `a / b`, `a @ b`, `a ^ b`, and `a b` (op "juxt")."""
+
+    op: str
+    left: object
+    right: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Transpose:
+    operand: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    base: object
+    indices: tuple  # of Num (negative allowed)
+    span: Span
+
+
+@dataclass(frozen=True)
+class Stack:
+    """`[a, b, c]`: scalars into a vector, equal vectors into matrix rows."""
+
+    items: tuple
+    span: Span
+
+
+@dataclass(frozen=True)
+class Concat:
+    """`[a; b]`: scalars and vectors joined end to end into one vector."""
+
+    items: tuple
+    span: Span
+
+
+# -- statements --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decl:
+    kind: str  # input | target | param | const
+    name: Ident
+    shape: tuple | None  # of Num
+    value: object | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Assign:
+    name: Ident
+    value: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Show:
+    names: tuple  # of Ident
+    span: Span
+
+
+@dataclass(frozen=True)
+class Grad:
+    loss: Ident
+    wrt: tuple  # of Ident
+    span: Span
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    of: Ident
+    wrt: Ident
+    at: object | None
+    span: Span
+
+
+@dataclass
+class Program:
+    statements: list = field(default_factory=list)

@@ -1,0 +1,122 @@
+"""The functions a spec may call, each built from registry ops.
+
+A function is either one op (`sigmoid`) or a composite of several (`mse`,
+`softmax_ce`), so every gradient still comes from the registry's rules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .ir import ShapeError, fmt_shape
+from .ops import OPS, Sym
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    params: tuple            # positional parameter names
+    build: Callable          # build(*syms, **kwargs) -> Sym
+    doc: str
+    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | axis | reduce
+
+
+FUNCTIONS: dict[str, Function] = {}
+REDUCE = ("mean", "sum")
+
+
+def define(name, params, build, doc, **kwargs):
+    FUNCTIONS[name] = Function(name, tuple(params), build, doc, kwargs)
+
+
+for _op in ("sigmoid", "tanh", "relu", "step", "is_zero", "exp", "log", "sin", "cos", "sqrt",
+            "abs", "softplus", "softmax", "log_softmax", "logsumexp", "transpose"):
+    define(_op, ["x"], (lambda op: lambda x: x.op(op))(_op), OPS[_op].doc)
+
+define("eq", ["a", "b"], lambda a, b: a.op("eq", b), "1 where a == b exactly, else 0; zero gradient")
+define("outer", ["u", "v"], lambda u, v: u.op("outer", v), "outer product u v'")
+
+
+def count(shape: tuple, axis) -> int:
+    n = 1
+    for d in (shape if axis is None else shape[axis:axis + 1]):
+        n *= d
+    return n
+
+
+define("sum", ["x"], lambda x, axis=None: x.op("sum", axis=axis), "sum of all entries, or along axis=k",
+       axis=("axis", None))
+define("mean", ["x"], lambda x, axis=None: x.op("sum", axis=axis) / float(count(x.shape, axis)),
+       "mean of all entries, or along axis=k", axis=("axis", None))
+define("max", ["x"], lambda x, axis=None: x.op("max", axis=axis),
+       "largest entry, or along axis=k; ties share the gradient", axis=("axis", None))
+
+
+def dot(a: Sym, b: Sym) -> Sym:
+    if len(a.shape) != 1 or a.shape != b.shape:
+        raise ShapeError(f"dot needs two vectors of one length, not {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    return a @ b
+
+
+define("dot", ["u", "v"], dot, "u . v for two vectors of one length")
+define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=stride),
+       "valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+j); add a bias yourself",
+       stride=("int", 1))
+
+
+# -- losses: an elementwise (or per-row) loss, then the declared reduction ---
+
+def reduce_loss(per_item: Sym, reduce: str) -> Sym:
+    total = per_item.op("sum")
+    return total / float(count(per_item.shape, None)) if reduce == "mean" else total
+
+
+def check_pair(pred: Sym, target: Sym) -> None:
+    try:
+        joint = np.broadcast_shapes(pred.shape, target.shape)
+    except ValueError:
+        joint = None
+    if joint != pred.shape:
+        raise ShapeError(f"the prediction is {fmt_shape(pred.shape)} but the target is {fmt_shape(target.shape)}")
+
+
+def pairwise(name, per_item, doc):
+    def build(pred, target, reduce="mean"):
+        check_pair(pred, target)
+        return reduce_loss(per_item(pred, target), reduce)
+    define(name, ["prediction", "target"], build, doc, reduce=("reduce", "mean"))
+
+
+pairwise("mse", lambda p, t: (p - t) * (p - t), "(p - t)^2, averaged (reduce=mean) or summed (reduce=sum)")
+pairwise("half_se", lambda p, t: 0.5 * (p - t) * (p - t), "0.5 (p - t)^2, averaged or summed")
+pairwise("bce", lambda p, t: -(t * p.op("log") + (1.0 - t) * (1.0 - p).op("log")),
+         "binary cross-entropy -(t log p + (1-t) log(1-p)) on probabilities p, natural log")
+pairwise("bce_logits", lambda z, t: z.op("softplus") - t * z,
+         "binary cross-entropy on logits z, stable: softplus(z) - t z")
+
+
+def softmax_ce(z, t, reduce="mean"):
+    if z.shape and t.shape == z.shape:
+        per_row = -(t * z.op("log_softmax")).op("sum", axis=len(z.shape) - 1)
+    elif z.shape and t.shape == z.shape[:-1]:
+        per_row = z.op("logsumexp") - z.op("pick", t)
+    else:
+        raise ShapeError(f"scores are {fmt_shape(z.shape)}, so the target must be class indices "
+                         f"{fmt_shape(z.shape[:-1])} or one-hot rows {fmt_shape(z.shape)}, not {fmt_shape(t.shape)}")
+    return reduce_loss(per_row, reduce)
+
+
+define("softmax_ce", ["scores", "target"], softmax_ce,
+       "softmax cross-entropy of scores against class indices or one-hot rows, stable form",
+       reduce=("reduce", "mean"))
+
+INITIALISERS = {
+    "zeros": "all zeros",
+    "ones": "all ones",
+    "normal": "normal(mean=0, std=1, seed=...)",
+    "uniform": "uniform(low=-1, high=1, seed=...)",
+    "xavier": "Glorot uniform, limit sqrt(6 / (fan_in + fan_out)); seed=...",
+    "he": "He normal, std sqrt(2 / fan_in); seed=...",
+}

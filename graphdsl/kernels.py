@@ -1,0 +1,108 @@
+"""Numba helpers that generated code calls (as `K.name`) where one NumPy
+expression will not do: row-wise stable softmax family, class picking, conv1d."""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _rows(x):
+    return np.ascontiguousarray(x).reshape((-1, x.shape[-1]))
+
+
+@njit(cache=True)
+def logsumexp(x):
+    rows = _rows(x)
+    out = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        m = rows[r].max()
+        out[r] = m + np.log(np.sum(np.exp(rows[r] - m)))
+    return out.reshape(x.shape[:-1])
+
+
+@njit(cache=True)
+def log_softmax(x):
+    rows = _rows(x)
+    out = np.empty_like(rows)
+    for r in range(rows.shape[0]):
+        m = rows[r].max()
+        out[r] = rows[r] - (m + np.log(np.sum(np.exp(rows[r] - m))))
+    return out.reshape(x.shape)
+
+
+@njit(cache=True)
+def softmax(x):
+    rows = _rows(x)
+    out = np.empty_like(rows)
+    for r in range(rows.shape[0]):
+        e = np.exp(rows[r] - rows[r].max())
+        out[r] = e / e.sum()
+    return out.reshape(x.shape)
+
+
+@njit(cache=True)
+def class_index(k, classes):
+    c = int(k)
+    if c != k or c < 0 or c >= classes:
+        raise ValueError("a class index is not a whole number from 0 to classes - 1")
+    return c
+
+
+@njit(cache=True)
+def pick(z, k):
+    rows = _rows(z)
+    ks = np.ascontiguousarray(k).ravel()
+    out = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        out[r] = rows[r, class_index(ks[r], rows.shape[1])]
+    return out.reshape(z.shape[:-1])
+
+
+@njit(cache=True)
+def onehot_row(k, classes):
+    out = np.zeros(classes)
+    out[class_index(k, classes)] = 1.0
+    return out
+
+
+@njit(cache=True)
+def onehot(k, classes):
+    ks = np.ascontiguousarray(k).ravel()
+    out = np.zeros((ks.size, classes))
+    for r in range(ks.size):
+        out[r, class_index(ks[r], classes)] = 1.0
+    return out.reshape(k.shape + (classes,))
+
+
+@njit(cache=True)
+def max_axis(x, axis):
+    """Max along one axis of a matrix."""
+    rows = np.ascontiguousarray(x.T) if axis == 0 else np.ascontiguousarray(x)
+    out = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        out[r] = rows[r].max()
+    return out
+
+
+@njit(cache=True)
+def conv1d(x, k, stride):
+    m = (x.size - k.size) // stride + 1
+    out = np.empty(m)
+    for i in range(m):
+        out[i] = np.dot(k, x[i * stride:i * stride + k.size])
+    return out
+
+
+@njit(cache=True)
+def conv1d_dx(g, k, n, stride):
+    dx = np.zeros(n)
+    for i in range(g.size):
+        dx[i * stride:i * stride + k.size] += g[i] * k
+    return dx
+
+
+@njit(cache=True)
+def conv1d_dk(g, x, d, stride):
+    dk = np.zeros(d)
+    for i in range(g.size):
+        dk += g[i] * x[i * stride:i * stride + d]
+    return dk

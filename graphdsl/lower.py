@@ -1,0 +1,348 @@
+"""AST to graph IR: resolves names, checks shapes and builds nodes, reporting every problem as a located SpecError."""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ast
+from .errors import Span, SpecError
+from .functions import FUNCTIONS, INITIALISERS, REDUCE
+from .interpret import evaluate
+from .ir import Graph, ShapeError, fmt_shape
+from .ops import Sym
+
+BUILTINS = {"pi": math.pi}
+VERBS = {"+": "add", "-": "subtract", "*": "multiply elementwise", "/": "divide",
+         "^": "raise", "@": "multiply", "juxt": "multiply"}
+OPS_OF = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow", "@": "matmul"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """Something the spec asks to see: `show`, `grad ... wrt`, or `jacobian ... wrt`."""
+
+    kind: str
+    names: tuple          # show: the names; grad: the wrt names; jacobian: (of, wrt)
+    loss: str | None = None
+    at: np.ndarray | None = None
+    span: Span | None = None
+
+
+@dataclass
+class Spec:
+    """A checked spec: its graph, what each name is, and what it asks for."""
+
+    graph: Graph
+    kinds: dict                      # name -> input | target | param | const | node
+    requests: list = field(default_factory=list)
+    filename: str = "<spec>"
+    source: str = ""
+
+    @property
+    def loss(self) -> str | None:
+        return next((r.loss for r in self.requests if r.kind == "grad"), None)
+
+    def names_of(self, *kinds) -> list:
+        return [n for n, k in self.kinds.items() if k in kinds]
+
+
+def suggest(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+class Lowering:
+    def __init__(self, program: ast.Program, source: str, seed: int = 0):
+        self.source_lines = source.splitlines()
+        self.seed = seed
+        self.graph = Graph()
+        self.defs: dict = {}        # name -> Decl | Assign
+        self.kinds: dict = {}
+        self.resolving: list = []   # names being lowered, for cycle reports
+        self.params_seen = 0
+        for stmt in program.statements:
+            if isinstance(stmt, (ast.Decl, ast.Assign)):
+                self.define(stmt)
+        self.requests_ast = [s for s in program.statements if isinstance(s, (ast.Show, ast.Grad, ast.Jacobian))]
+
+    # -- names -----------------------------------------------------------
+
+    def define(self, stmt) -> None:
+        name = stmt.name
+        if name.text in self.defs:
+            first = self.defs[name.text].name.span.line
+            raise SpecError(f"`{name.text}` is already defined on line {first}", name.span,
+                            hint="give each value its own name")
+        if name.text in BUILTINS or name.text in FUNCTIONS or name.text in INITIALISERS:
+            what = "constant" if name.text in BUILTINS else "function"
+            raise SpecError(f"`{name.text}` is a built-in {what} and cannot be redefined", name.span,
+                            hint="choose another name")
+        self.defs[name.text] = stmt
+
+    def resolve(self, name: str, span: Span) -> int:
+        if name in self.graph.names:
+            return self.graph.names[name]
+        if name in BUILTINS:
+            return self.graph.add("scalar", attrs={"value": BUILTINS[name]}, span=span)
+        if name not in self.defs:
+            if name in FUNCTIONS:
+                raise SpecError(f"`{name}` is a function; call it with its argument, as in `{name}(x)`", span)
+            raise SpecError(f"unknown name `{name}`", span,
+                            hint=suggest(name, list(self.defs) + list(BUILTINS)) or
+                            "define it first, e.g. `input x[2]`, `param W[2, 2] = ...` or `z = ...`")
+        if name in self.resolving:
+            chain = " -> ".join(self.resolving[self.resolving.index(name):] + [name])
+            raise SpecError(f"`{name}` depends on itself: {chain}", self.defs[name].name.span,
+                            hint="a graph cannot have cycles; break the loop with a new name")
+        self.resolving.append(name)
+        stmt = self.defs[name]
+        node = self.declare(stmt) if isinstance(stmt, ast.Decl) else self.expr(stmt.value)
+        self.resolving.pop()
+        self.graph.names[name] = node
+        self.kinds[name] = stmt.kind if isinstance(stmt, ast.Decl) else "node"
+        return node
+
+    # -- declarations ----------------------------------------------------
+
+    def declare(self, d: ast.Decl) -> int:
+        shape = tuple(self.dim(n) for n in d.shape) if d.shape is not None else None
+        value = None
+        if d.value is not None:
+            value = (self.initialise(d, shape) if isinstance(d.value, ast.Call) and d.value.func.text in INITIALISERS
+                     else self.constant(d.value, f"the value of {d.kind} `{d.name.text}`"))
+            if shape is not None and value.shape != shape:
+                if value.shape != ():
+                    raise SpecError(f"`{d.name.text}` is declared {fmt_shape(shape)} but its value is "
+                                    f"{fmt_shape(value.shape)}", d.value.span,
+                                    hint="make the declared shape and the literal agree")
+                value = np.full(shape, float(value))
+            shape = value.shape
+        if value is None and d.kind in ("param", "const"):
+            raise SpecError(f"{d.kind} `{d.name.text}` needs a value", d.name.span,
+                            hint="give a literal, as in `= [1, 2]`, or for a param an initialiser "
+                                 "such as `= xavier(seed=0)`")
+        if shape is None:
+            raise SpecError(f"{d.kind} `{d.name.text}` needs a shape or a value", d.name.span,
+                            hint=f"write `{d.kind} {d.name.text}[3]` for a vector of 3, or nothing for a scalar"
+                                 if d.kind in ("input", "target") else None)
+        if d.kind == "const" and shape == ():
+            return self.graph.add("scalar", attrs={"value": float(value)}, span=d.span)
+        return self.graph.leaf(d.kind, value, shape, d.span)
+
+    def dim(self, n: ast.Num) -> int:
+        if n.value != int(n.value) or n.value < 1:
+            raise SpecError(f"a size must be a whole number of at least 1, not {n.text}", n.span)
+        return int(n.value)
+
+    def constant(self, expr, what: str) -> np.ndarray:
+        """Evaluate a literal expression (numbers, consts, pi, operators, functions) now."""
+        scratch = Lowering(ast.Program(), "", self.seed)
+        scratch.source_lines, scratch.defs = self.source_lines, self.defs
+        scratch.only_constants = what
+        node = scratch.expr(expr)
+        leaves = {n.id: scratch.graph.values[n.id] for n in scratch.graph.leaves()}
+        with np.errstate(all="ignore"):
+            value = np.asarray(evaluate(scratch.graph, leaves, [node])[node], dtype=np.float64)
+        if not np.all(np.isfinite(value)):
+            raise SpecError(f"{what} is not finite", expr.span, hint="check for division by zero or overflow")
+        return value
+
+    only_constants: str | None = None
+
+    def initialise(self, d: ast.Decl, shape) -> np.ndarray:
+        call = d.value
+        if d.kind != "param":
+            raise SpecError(f"initialisers such as `{call.func.text}` are for params, not {d.kind}s", call.func.span)
+        if shape is None:
+            raise SpecError(f"param `{d.name.text}` needs a shape for `{call.func.text}`", d.name.span,
+                            hint=f"write `param {d.name.text}[rows, cols] = {call.func.text}(...)`")
+        if call.args:
+            raise SpecError(f"`{call.func.text}` takes keyword arguments only", call.args[0].span,
+                            hint="e.g. `normal(std=0.1, seed=1)`")
+        allowed = {"zeros": (), "ones": (), "normal": ("mean", "std", "seed"),
+                   "uniform": ("low", "high", "seed"), "xavier": ("seed",), "he": ("seed",)}[call.func.text]
+        kw = {}
+        for key, val in call.kwargs:
+            if key.text not in allowed:
+                raise SpecError(f"`{call.func.text}` has no setting `{key.text}`", key.span,
+                                hint=f"it takes {', '.join(allowed)}" if allowed else "it takes no settings")
+            kw[key.text] = float(self.constant(val, f"`{key.text}`"))
+        self.params_seen += 1
+        rng = np.random.default_rng(int(kw["seed"]) if "seed" in kw else [self.seed, self.params_seen])
+        fan_in = shape[-1]
+        fan_out = shape[0]
+        kind = call.func.text
+        if kind in ("zeros", "ones"):
+            return np.full(shape, 0.0 if kind == "zeros" else 1.0)
+        if kind == "normal":
+            return rng.normal(kw.get("mean", 0.0), kw.get("std", 1.0), shape)
+        if kind == "uniform":
+            return rng.uniform(kw.get("low", -1.0), kw.get("high", 1.0), shape)
+        if kind == "xavier":
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-limit, limit, shape)
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+
+    # -- expressions -----------------------------------------------------
+
+    def snippet(self, span: Span) -> str:
+        if span.line != span.end_line or span.line > len(self.source_lines):
+            return "this expression"
+        text = self.source_lines[span.line - 1][span.col - 1:span.end_col - 1]
+        return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
+
+    def describe(self, node_expr, node: int) -> str:
+        return f"{self.snippet(node_expr.span)} ({fmt_shape(self.graph.nodes[node].shape)})"
+
+    def add(self, op, args, attrs, span, problem):
+        try:
+            return self.graph.add(op, args, attrs, span)
+        except ShapeError as err:
+            raise SpecError(f"{problem()}: {err}", span) from None
+
+    def expr(self, e) -> int:
+        if isinstance(e, ast.Num):
+            return self.graph.add("scalar", attrs={"value": e.value}, span=e.span)
+        if isinstance(e, ast.Name):
+            if self.only_constants and e.id not in BUILTINS:
+                stmt = self.defs.get(e.id)
+                if stmt is None or not (isinstance(stmt, ast.Decl) and stmt.kind == "const"):
+                    kind = "unknown" if stmt is None else (stmt.kind if isinstance(stmt, ast.Decl) else "computed")
+                    raise SpecError(f"{self.only_constants} must be a constant, but `{e.id}` is "
+                                    f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} value", e.span,
+                                    hint="use numbers, consts and pi here")
+            return self.resolve(e.id, e.span)
+        if isinstance(e, ast.BinOp):
+            return self.binop(e)
+        if isinstance(e, ast.Neg):
+            return self.graph.add("neg", [self.expr(e.operand)], span=e.span)
+        if isinstance(e, ast.Transpose):
+            return self.graph.add("transpose", [self.expr(e.operand)], span=e.span)
+        if isinstance(e, ast.Index):
+            return self.index(e)
+        if isinstance(e, (ast.Stack, ast.Concat)):
+            op = "stack" if isinstance(e, ast.Stack) else "concat"
+            args = [self.expr(i) for i in e.items]
+            return self.add(op, args, None, e.span, lambda: f"cannot build {self.snippet(e.span)}")
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        raise TypeError(f"unknown expression {e!r}")  # the parser builds no other kind
+
+    def binop(self, e: ast.BinOp) -> int:
+        left, right = self.expr(e.left), self.expr(e.right)
+        op = OPS_OF.get(e.op)
+        if e.op == "juxt":
+            scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape
+            op = "mul" if scalar else "matmul"
+        return self.add(op, [left, right], None, e.span,
+                        lambda: f"cannot {VERBS[e.op]} {self.describe(e.left, left)} "
+                                f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}")
+
+    def index(self, e: ast.Index) -> int:
+        base = self.expr(e.base)
+        shape = self.graph.nodes[base].shape
+        idx = []
+        for axis, num in enumerate(e.indices):
+            if num.value != int(num.value):
+                raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
+            i = int(num.value)
+            if axis < len(shape) and i < 0:
+                i += shape[axis]
+            idx.append(i)
+        return self.add("index", [base], {"idx": tuple(idx)}, e.span,
+                        lambda: f"cannot index {self.describe(e.base, base)}")
+
+    def call(self, e: ast.Call) -> int:
+        name = e.func.text
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            if name in INITIALISERS:
+                raise SpecError(f"`{name}` is an initialiser, not a function", e.func.span,
+                                hint=f"use it as a param's value: `param W[3, 2] = {name}(seed=0)`")
+            if name in self.defs:
+                raise SpecError(f"`{name}` is a value, not a function", e.func.span,
+                                hint=f"to multiply, leave a space: `{name} (...)`")
+            raise SpecError(f"unknown function `{name}`", e.func.span,
+                            hint=suggest(name, FUNCTIONS) or "see docs/language.md for the functions graphdsl knows")
+        if len(e.args) != len(fn.params):
+            want = f"{len(fn.params)} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
+            raise SpecError(f"`{name}` takes {want}, but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
+                            e.span)
+        args = [self.expr(a) for a in e.args]
+        kwargs = {key.text: self.kwarg(fn, key, val, args) for key, val in e.kwargs}
+        try:
+            out = fn.build(*[Sym(self.graph, a) for a in args], **kwargs)
+        except ShapeError as err:
+            raise SpecError(f"in `{name}`: {err}", e.span) from None
+        return out.id
+
+    def kwarg(self, fn, key: ast.Ident, val, args) -> object:
+        if key.text not in fn.kwargs:
+            allowed = ", ".join(fn.kwargs) or "no settings"
+            raise SpecError(f"`{fn.name}` has no setting `{key.text}`", key.span, hint=f"it takes {allowed}")
+        kind = fn.kwargs[key.text][0]
+        if kind == "reduce":
+            if not isinstance(val, ast.Name) or val.id not in REDUCE:
+                raise SpecError(f"`reduce` must be `mean` or `sum`", val.span)
+            return val.id
+        if not isinstance(val, (ast.Num, ast.Neg)) or (isinstance(val, ast.Neg) and not isinstance(val.operand, ast.Num)):
+            raise SpecError(f"`{key.text}` must be a whole number", val.span)
+        number = val.value if isinstance(val, ast.Num) else -val.operand.value
+        if number != int(number):
+            raise SpecError(f"`{key.text}` must be a whole number, not {number:g}", val.span)
+        number = int(number)
+        if kind == "axis":
+            rank = len(self.graph.nodes[args[0]].shape)
+            return number + rank if number < 0 else number
+        if number < 1:
+            raise SpecError(f"`{key.text}` must be at least 1", val.span)
+        return number
+
+    # -- requests --------------------------------------------------------
+
+    def requests(self) -> list:
+        out = []
+        for r in self.requests_ast:
+            if isinstance(r, ast.Show):
+                out.append(Request("show", tuple(self.known(n) for n in r.names), span=r.span))
+            elif isinstance(r, ast.Grad):
+                loss = self.known(r.loss)
+                shape = self.graph.nodes[self.graph.names[loss]].shape
+                if shape != ():
+                    raise SpecError(f"the loss `{loss}` must be a scalar, but it is {fmt_shape(shape)}", r.loss.span,
+                                    hint=f"reduce it, e.g. `sum({loss})` or `mean({loss})`")
+                out.append(Request("grad", tuple(self.differentiable(n) for n in r.wrt), loss=loss, span=r.span))
+            else:
+                of, wrt = self.known(r.of), self.differentiable(r.wrt)
+                at = None
+                if r.at is not None:
+                    at = self.constant(r.at, "the point after `at`")
+                    want = self.graph.nodes[self.graph.names[wrt]].shape
+                    if at.shape != want:
+                        raise SpecError(f"`{wrt}` is {fmt_shape(want)} but the point is {fmt_shape(at.shape)}", r.at.span)
+                out.append(Request("jacobian", (of, wrt), at=at, span=r.span))
+        return out
+
+    def known(self, ident: ast.Ident) -> str:
+        self.resolve(ident.text, ident.span)
+        return ident.text
+
+    def differentiable(self, ident: ast.Ident) -> str:
+        name = self.known(ident)
+        if self.kinds.get(name) == "const" or name in BUILTINS:
+            raise SpecError(f"`{name}` is a constant, so it has no gradient", ident.span)
+        return name
+
+
+def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int = 0) -> Spec:
+    """Check a parsed spec and build its graph; every problem raises a located SpecError."""
+    try:
+        low = Lowering(program, source, seed)
+        for name in list(low.defs):
+            low.resolve(name, low.defs[name].name.span)
+        return Spec(low.graph, low.kinds, low.requests(), filename, source)
+    except SpecError as err:
+        raise err.located(filename, source) from None

@@ -1,0 +1,168 @@
+"""A compiled spec as a Python object: forward values, gradients, Jacobians, parameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codegen, jit
+from .autodiff import backward
+from .errors import DataError
+from .interpret import evaluate
+from .ir import Graph, fmt_shape
+from .lower import Spec
+
+ENGINES = ("numba", "numpy")
+
+
+@dataclass
+class Program:
+    """A graph with its argument leaves and the outputs one call returns."""
+
+    graph: Graph
+    leaves: list
+    outputs: list
+    labels: list
+
+
+def copy_graph(g: Graph) -> Graph:
+    return Graph(list(g.nodes), dict(g.names), dict(g.values))
+
+
+class Model:
+    """A checked spec, ready to run. Build one with `graphdsl.compile` or `graphdsl.load`.
+
+    engine="numba" runs generated, cached Numba kernels; engine="numpy" runs the
+    reference interpreter (no compile step, slower per call).
+    """
+
+    def __init__(self, spec: Spec, engine: str = "numba"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        self.spec, self.engine = spec, engine
+        graph = spec.graph
+        self.params = {n: graph.values[graph.names[n]].copy() for n in spec.names_of("param")}
+        self._programs: dict = {}
+        self._kernels: dict = {}
+
+    # -- what the spec defines --------------------------------------------
+
+    @property
+    def loss(self) -> str | None:
+        return self.spec.loss
+
+    def _id(self, name: str) -> int:
+        if name not in self.spec.graph.names:
+            raise DataError(f"the spec defines no `{name}`; it defines {', '.join(self.spec.kinds)}")
+        return self.spec.graph.names[name]
+
+    def _named(self, ids=None) -> dict:
+        """Each named node once (the first name wins for aliases), optionally only within `ids`."""
+        out = {}
+        for name, nid in self.spec.graph.names.items():
+            if nid not in out.values() and (ids is None or nid in ids) and self.spec.kinds[name] != "const":
+                out[name] = nid
+        return out
+
+    # -- running ------------------------------------------------------------
+
+    def _leaf_values(self, graph: Graph, inputs: dict) -> dict:
+        settable = self.spec.names_of("input", "target", "param")
+        for name in inputs:
+            if name not in settable:
+                raise DataError(f"`{name}` is not an input, target or param of this spec; "
+                                f"those are {', '.join(settable)}")
+        values = {}
+        for node in graph.leaves():
+            name = graph.name_of(node.id)
+            if name is None:  # a Jacobian's seed, supplied per call
+                continue
+            if name in inputs:
+                value = np.asarray(inputs[name], dtype=np.float64)
+                if value.shape != node.shape:
+                    raise DataError(f"`{name}` must be {fmt_shape(node.shape)}, but the value given is "
+                                    f"{fmt_shape(value.shape)}")
+            elif name in self.params:
+                value = self.params[name]
+            elif node.id in graph.values:
+                value = graph.values[node.id]
+            else:
+                raise DataError(f"{node.op} `{name}` has no value: pass {name}=... "
+                                f"or give it one in the spec (`{node.op} {name}{fmt_shape(node.shape)} = ...`)")
+            values[node.id] = float(value) if node.shape == () else np.ascontiguousarray(value, dtype=np.float64)
+        return values
+
+    def _run(self, program: Program, inputs: dict, extra: dict | None = None) -> dict:
+        leaves = self._leaf_values(program.graph, inputs)
+        leaves.update(extra or {})
+        if self.engine == "numpy":
+            found = evaluate(program.graph, leaves, program.outputs)
+            results = [found[o] for o in program.outputs]
+        else:
+            results = self._kernel(program)(*(leaves[l] for l in program.leaves))
+        return {label: (np.float64(r) if np.ndim(r) == 0 else np.array(r))
+                for label, r in zip(program.labels, results)}
+
+    def _kernel(self, program: Program):
+        key = id(program)
+        if key not in self._kernels:
+            source = codegen.module([codegen.function(program.graph, "kernel", program.leaves, program.outputs)])
+            self._kernels[key] = jit.load(source).kernel
+        return self._kernels[key]
+
+    def _program(self, key, build) -> Program:
+        if key not in self._programs:
+            self._programs[key] = build()
+        return self._programs[key]
+
+    # -- the public calls ---------------------------------------------------
+
+    def forward(self, **inputs) -> dict:
+        """Values of every named node, keyed by name."""
+        def build():
+            g = self.spec.graph
+            named = self._named()
+            return Program(g, [n.id for n in g.leaves()], list(named.values()), list(named))
+        return self._run(self._program("forward", build), inputs)
+
+    def grad(self, loss: str | None = None, **inputs) -> dict:
+        """Gradients of the loss with respect to every named node it depends on, keyed by name."""
+        loss = loss or self.loss
+        if loss is None:
+            raise DataError("this spec names no loss: add `grad L wrt ...` to it, or pass loss='L'")
+        out = self._id(loss)
+        if self.spec.graph.nodes[out].shape != ():
+            raise DataError(f"the loss `{loss}` must be a scalar, not {fmt_shape(self.spec.graph.nodes[out].shape)}")
+
+        def build():
+            g = copy_graph(self.spec.graph)
+            named = self._named(g.ancestors([out]))
+            grads = backward(g, out, list(named.values()))
+            return Program(g, [n.id for n in g.leaves()], [grads[i] for i in named.values()], list(named))
+        return self._run(self._program(("grad", loss), build), inputs)
+
+    def jacobian(self, of: str, wrt: str, **inputs) -> np.ndarray:
+        """d(of)/d(wrt) at the given inputs, shaped of.shape + wrt.shape."""
+        f, x = self._id(of), self._id(wrt)
+
+        def build():
+            g = copy_graph(self.spec.graph)
+            seed = g.leaf("input", None, g.nodes[f].shape)
+            grads = backward(g, f, [x], seed)
+            leaves = [n.id for n in g.leaves()]
+            return Program(g, leaves, [grads[x]], ["row"])
+        program = self._program(("jacobian", of, wrt), build)
+        seed_id = program.leaves[-1]
+        shape_f = self.spec.graph.nodes[f].shape
+        rows = []
+        for i in range(int(np.prod(shape_f))):
+            basis = np.zeros(int(np.prod(shape_f)))
+            basis[i] = 1.0
+            seed = float(basis[0]) if shape_f == () else basis.reshape(shape_f)
+            rows.append(self._run(program, inputs, {seed_id: seed})["row"])
+        shape_x = self.spec.graph.nodes[x].shape
+        return np.array(rows).reshape(shape_f + shape_x)
+
+    def summary(self) -> str:
+        from .report import summary
+        return summary(self.spec)

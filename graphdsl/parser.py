@@ -1,0 +1,224 @@
+"""Text to AST: the Lark grammar, a bracket-aware post-lexer, and error messages in the user's words."""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from . import ast
+from .errors import Span, SpecError
+
+OPENERS = {"LPAR", "LSQB", "CALL", "INDEX"}
+CLOSERS = {"RPAR", "RSQB"}
+
+# How a pattern-matched terminal is named to a user; literal terminals show their text.
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "CALL": "a function call",
+    "INDEX": "an index `[`",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+}
+
+
+def grammar_text() -> str:
+    return resources.files("graphdsl.grammars").joinpath("graphdsl.lark").read_text()
+
+
+class BracketPostLex:
+    """Drops newlines inside brackets, so literals and calls may span lines."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self):
+        self.open: list[Token] = []
+        self.swallowed: Token | None = None
+
+    def process(self, stream):
+        self.open, self.swallowed = [], None
+        for tok in stream:
+            if tok.type in OPENERS:
+                self.open.append(tok)
+            elif tok.type in CLOSERS and self.open:
+                self.open.pop()
+            if tok.type == "_NL" and self.open:
+                self.swallowed = self.swallowed or tok
+                continue
+            yield tok
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True,
+                postlex=BracketPostLex(), maybe_placeholders=False)
+
+
+def _span(meta) -> Span:
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(tok: Token, trim_end: int = 0) -> Span:
+    return Span(tok.line, tok.column, tok.end_line, tok.end_column - trim_end)
+
+
+def _ident(tok: Token) -> ast.Ident:
+    return ast.Ident(str(tok), _tok_span(tok))
+
+
+def _number(tok: Token) -> ast.Num:
+    value = float(tok)
+    if math.isinf(value):
+        raise SpecError(f"the number {tok} is too large to represent", _tok_span(tok),
+                        hint="numbers must be below about 1.8e308")
+    return ast.Num(value, str(tok), _tok_span(tok))
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    def start(self, meta, stmts):
+        return ast.Program(list(stmts))
+
+    def decl(self, meta, ch):
+        kind, name, *rest = ch
+        shape = rest.pop(0) if rest and isinstance(rest[0], tuple) else None
+        value = rest[0] if rest else None
+        return ast.Decl(str(kind.children[0]), _ident(name), shape, value, _span(meta))
+
+    def shape(self, meta, dims):
+        return tuple(_number(d) for d in dims)
+
+    def assign(self, meta, ch):
+        return ast.Assign(_ident(ch[0]), ch[1], _span(meta))
+
+    def name_list(self, meta, names):
+        return tuple(_ident(n) for n in names)
+
+    def show(self, meta, ch):
+        return ast.Show(ch[0], _span(meta))
+
+    def grad(self, meta, ch):
+        return ast.Grad(_ident(ch[0]), ch[1], _span(meta))
+
+    def jacobian(self, meta, ch):
+        return ast.Jacobian(_ident(ch[0]), _ident(ch[1]), ch[2] if len(ch) > 2 else None, _span(meta))
+
+    def add(self, meta, ch):
+        return ast.BinOp("+", ch[0], ch[1], _span(meta))
+
+    def sub(self, meta, ch):
+        return ast.BinOp("-", ch[0], ch[1], _span(meta))
+
+    def mul(self, meta, ch):
+        return ast.BinOp("*", ch[0], ch[1], _span(meta))
+
+    def div(self, meta, ch):
+        return ast.BinOp("/", ch[0], ch[1], _span(meta))
+
+    def matmul(self, meta, ch):
+        return ast.BinOp("@", ch[0], ch[1], _span(meta))
+
+    def juxt(self, meta, ch):
+        return ast.BinOp("juxt", ch[0], ch[1], _span(meta))
+
+    def pow(self, meta, ch):
+        return ast.BinOp("^", ch[0], ch[1], _span(meta))
+
+    def neg(self, meta, ch):
+        return ast.Neg(ch[0], _span(meta))
+
+    def transpose(self, meta, ch):
+        return ast.Transpose(ch[0], _span(meta))
+
+    def index(self, meta, ch):
+        return ast.Index(ch[0], tuple(ch[2:]), _span(meta))
+
+    def signed(self, meta, ch):
+        num = _number(ch[-1])
+        if len(ch) == 1:
+            return num
+        return ast.Num(-num.value, "-" + num.text, _span(meta))
+
+    def number(self, meta, ch):
+        return _number(ch[0])
+
+    def name(self, meta, ch):
+        return ast.Name(str(ch[0]), _tok_span(ch[0]))
+
+    def call(self, meta, ch):
+        func = ast.Ident(str(ch[0])[:-1], _tok_span(ch[0], trim_end=1))
+        args = tuple(a for a in ch[1:] if not isinstance(a, tuple))
+        kwargs = tuple(a for a in ch[1:] if isinstance(a, tuple))
+        return ast.Call(func, args, kwargs, _span(meta))
+
+    def kwarg(self, meta, ch):
+        return (_ident(ch[0]), ch[1])
+
+    def stack(self, meta, ch):
+        return ast.Stack(tuple(ch), _span(meta))
+
+    def concat(self, meta, ch):
+        return ast.Concat(tuple(ch), _span(meta))
+
+
+def _describe(term: str) -> str:
+    if term in TERMINAL_WORDS:
+        return TERMINAL_WORDS[term]
+    pattern = _lark().get_terminal(term).pattern
+    return f"`{pattern.value}`" if isinstance(pattern, PatternStr) else term.lower()
+
+
+def _expected(names) -> str:
+    words = sorted({_describe(n) for n in names if n not in ("INDEX",)})
+    if len(words) > 6:
+        return ""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex) -> SpecError:
+    if postlex.open and postlex.swallowed is not None:
+        opener = postlex.open[-1]
+        text = "(" if opener.type == "CALL" else str(opener)[-1]
+        closer = ")" if text == "(" else "]"
+        return SpecError(f"`{text}` is never closed", _tok_span(opener),
+                         hint=f"add `{closer}` before the end of the statement")
+    if isinstance(err, UnexpectedCharacters):
+        char = err.char
+        span = Span(err.line, err.column, err.line, err.column + 1)
+        if char == "[":
+            return SpecError("only a name, a call or a bracket can be indexed", span,
+                             hint="write the index directly after the name, as in `x[0]`")
+        return SpecError(f"unexpected character `{char}`", span,
+                         hint=f"expected {_expected(err.allowed)}" if _expected(err.allowed) else None)
+    tok = getattr(err, "token", None)
+    expected = _expected(getattr(err, "expected", ()) or ())
+    if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
+        return SpecError("the spec ends in the middle of a statement", None,
+                         hint=f"expected {expected}" if expected else None)
+    if tok.type == "_NL":
+        span = Span(tok.line, tok.column, tok.line, tok.column + 1)
+        return SpecError("this line ends before the statement is complete", span,
+                         hint=f"expected {expected}" if expected else None)
+    what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",
+            "CALL": f"call `{str(tok)[:-1]}(`"}.get(tok.type, f"`{tok}`")
+    return SpecError(f"unexpected {what}", _tok_span(tok),
+                     hint=f"expected {expected}" if expected else None)
+
+
+def parse(text: str, filename: str = "<spec>") -> ast.Program:
+    """Parse spec text into an AST; any problem raises a located SpecError."""
+    source = text if text.endswith("\n") else text + "\n"
+    parser = _lark()
+    try:
+        tree = parser.parse(source)
+        return ToAst().transform(tree)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, parser.options.postlex).located(filename, text) from None
+    except VisitError as err:
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc.located(filename, text) from None
+        raise

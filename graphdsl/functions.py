@@ -69,6 +69,8 @@ define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=str
 # -- losses: an elementwise (or per-row) loss, then the declared reduction ---
 
 def reduce_loss(per_item: Sym, reduce: str) -> Sym:
+    if per_item.shape == ():
+        return per_item
     total = per_item.op("sum")
     return total / float(count(per_item.shape, None)) if reduce == "mean" else total
 

@@ -37,6 +37,7 @@ class Spec:
 
     graph: Graph
     kinds: dict                      # name -> input | target | param | const | node
+    made_by: dict                    # name -> the declaration kind, function or op that made it
     requests: list = field(default_factory=list)
     filename: str = "<spec>"
     source: str = ""
@@ -61,6 +62,7 @@ class Lowering:
         self.graph = Graph()
         self.defs: dict = {}        # name -> Decl | Assign
         self.kinds: dict = {}
+        self.made_by: dict = {}
         self.resolving: list = []   # names being lowered, for cycle reports
         self.params_seen = 0
         for stmt in program.statements:
@@ -103,6 +105,9 @@ class Lowering:
         self.resolving.pop()
         self.graph.names[name] = node
         self.kinds[name] = stmt.kind if isinstance(stmt, ast.Decl) else "node"
+        self.made_by[name] = (stmt.kind if isinstance(stmt, ast.Decl) else
+                              stmt.value.func.text if isinstance(stmt.value, ast.Call) else
+                              self.graph.nodes[node].op)
         return node
 
     # -- declarations ----------------------------------------------------
@@ -343,6 +348,6 @@ def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int
         low = Lowering(program, source, seed)
         for name in list(low.defs):
             low.resolve(name, low.defs[name].name.span)
-        return Spec(low.graph, low.kinds, low.requests(), filename, source)
+        return Spec(low.graph, low.kinds, low.made_by, low.requests(), filename, source)
     except SpecError as err:
         raise err.located(filename, source) from None

@@ -36,7 +36,7 @@ def summary(spec: Spec) -> str:
         node = g.nodes[nid]
         count = int(np.prod(node.shape)) if node.op == "param" else 0
         total += count
-        rows.append((name, node.op, fmt_shape(node.shape), str(count) if count else ""))
+        rows.append((name, spec.made_by[name], fmt_shape(node.shape), str(count) if count else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]

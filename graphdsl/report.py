@@ -11,8 +11,8 @@ def fmt_value(value, precision: int = 6) -> str:
     value = np.asarray(value)
     if value.ndim == 0:
         return f"{float(value):.{precision}g}"
-    return np.array2string(value, precision=precision, floatmode="maxprec", suppress_small=False,
-                           separator=", ", max_line_width=100)
+    return np.array2string(value, separator=", ", max_line_width=100,
+                           formatter={"float_kind": lambda v: f"{v:.{precision}g}"})
 
 
 def table(title: str, rows, precision: int = 6) -> str:

@@ -49,9 +49,9 @@ unary("sigmoid", lambda x: 1.0 / (1.0 + np.exp(-x)), "(1.0 / (1.0 + np.exp(-{0})
 unary("tanh", np.tanh, "np.tanh({0})", lambda g, y, x: (g * (1.0 - y * y),), "hyperbolic tangent")
 unary("relu", lambda x: np.maximum(x, 0.0), "np.maximum({0}, 0.0)",
       lambda g, y, x: (g * x.op("step"),), "max(x, 0); gradient 0 at 0, as in PyTorch and JAX")
-unary("step", lambda x: (x > 0).astype(np.float64), "(({0} > 0.0) * 1.0)",
+unary("step", lambda x: np.greater(x, 0.0).astype(np.float64), "(({0} > 0.0) * 1.0)",
       lambda g, y, x: (None,), "Heaviside: 1 where x > 0, else 0; zero gradient")
-unary("is_zero", lambda x: (x == 0).astype(np.float64), "(({0} == 0.0) * 1.0)",
+unary("is_zero", lambda x: np.equal(x, 0.0).astype(np.float64), "(({0} == 0.0) * 1.0)",
       lambda g, y, x: (None,), "1 where x == 0 exactly, else 0; zero gradient")
 unary("softplus", lambda x: np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x))),
       "(np.maximum({0}, 0.0) + np.log1p(np.exp(-np.abs({0}))))",

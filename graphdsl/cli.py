@@ -120,10 +120,7 @@ def show_ir(spec):
 
 @main.command("show-code")
 @spec_path
-def show_code(spec):
-    """Print the Numba source generated for the spec's forward pass."""
-    from . import codegen
-
-    g = open_spec(spec).spec.graph
-    named = [nid for name, nid in g.names.items()]
-    click.echo(codegen.module([codegen.function(g, "forward", [n.id for n in g.leaves()], named)]))
+@click.option("--grad", is_flag=True, help="show the gradient kernel instead of the forward one")
+def show_code(spec, grad):
+    """Print the Numba source generated for SPEC."""
+    click.echo(open_spec(spec).source("grad" if grad else "forward"))

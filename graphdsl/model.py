@@ -7,7 +7,7 @@ import numpy as np
 
 from . import codegen, jit
 from .autodiff import backward
-from .errors import DataError
+from .errors import DataError, SpecError
 from .interpret import evaluate
 from .ir import Graph, fmt_shape
 from .lower import Spec
@@ -23,6 +23,16 @@ class Program:
     leaves: list
     outputs: list
     labels: list
+
+
+def bad_classes(name: str, value, classes: int) -> str | None:
+    """What is wrong with a value read as class indices, or None."""
+    value = np.asarray(value)
+    bad = (value != np.round(value)) | (value < 0) | (value >= classes)
+    if not np.any(bad):
+        return None
+    return (f"`{name}` holds class indices, which must be whole numbers from 0 to {classes - 1}, "
+            f"but it holds {value[bad].flat[0]:g}")
 
 
 def copy_graph(g: Graph) -> Graph:
@@ -42,6 +52,9 @@ class Model:
         self.spec, self.engine = spec, engine
         graph = spec.graph
         self.params = {n: graph.values[graph.names[n]].copy() for n in spec.names_of("param")}
+        # leaves read as class indices, with their number of classes: checked before any kernel runs
+        self._classes = {graph.nodes[n.args[1]].id: graph.nodes[n.args[0]].shape[-1]
+                         for n in graph.nodes if n.op == "pick" and graph.nodes[n.args[1]].is_leaf}
         self._programs: dict = {}
         self._kernels: dict = {}
 
@@ -89,6 +102,11 @@ class Model:
             else:
                 raise DataError(f"{node.op} `{name}` has no value: pass {name}=... "
                                 f"or give it one in the spec (`{node.op} {name}{fmt_shape(node.shape)} = ...`)")
+            problem = self._classes.get(node.id) and bad_classes(name, value, self._classes[node.id])
+            if problem and name in inputs:
+                raise DataError(problem)
+            if problem:
+                raise SpecError(problem, node.span, filename=self.spec.filename, source=self.spec.source)
             values[node.id] = float(value) if node.shape == () else np.ascontiguousarray(value, dtype=np.float64)
         return values
 
@@ -106,9 +124,12 @@ class Model:
     def _kernel(self, program: Program):
         key = id(program)
         if key not in self._kernels:
-            source = codegen.module([codegen.function(program.graph, "kernel", program.leaves, program.outputs)])
-            self._kernels[key] = jit.load(source).kernel
+            self._kernels[key] = jit.load(self._source(program)).kernel
         return self._kernels[key]
+
+    @staticmethod
+    def _source(program: Program) -> str:
+        return codegen.module([codegen.function(program.graph, "kernel", program.leaves, program.outputs)])
 
     def _program(self, key, build) -> Program:
         if key not in self._programs:
@@ -117,16 +138,14 @@ class Model:
 
     # -- the public calls ---------------------------------------------------
 
-    def forward(self, **inputs) -> dict:
-        """Values of every named node, keyed by name."""
+    def _forward_program(self) -> Program:
         def build():
             g = self.spec.graph
             named = self._named()
             return Program(g, [n.id for n in g.leaves()], list(named.values()), list(named))
-        return self._run(self._program("forward", build), inputs)
+        return self._program("forward", build)
 
-    def grad(self, loss: str | None = None, **inputs) -> dict:
-        """Gradients of the loss with respect to every named node it depends on, keyed by name."""
+    def _grad_program(self, loss: str | None) -> Program:
         loss = loss or self.loss
         if loss is None:
             raise DataError("this spec names no loss: add `grad L wrt ...` to it, or pass loss='L'")
@@ -139,7 +158,19 @@ class Model:
             named = self._named(g.ancestors([out]))
             grads = backward(g, out, list(named.values()))
             return Program(g, [n.id for n in g.leaves()], [grads[i] for i in named.values()], list(named))
-        return self._run(self._program(("grad", loss), build), inputs)
+        return self._program(("grad", loss), build)
+
+    def forward(self, **inputs) -> dict:
+        """Values of every named node, keyed by name."""
+        return self._run(self._forward_program(), inputs)
+
+    def grad(self, loss: str | None = None, **inputs) -> dict:
+        """Gradients of the loss with respect to every named node it depends on, keyed by name."""
+        return self._run(self._grad_program(loss), inputs)
+
+    def source(self, which: str = "forward") -> str:
+        """The generated Numba module for the forward pass, or for the gradient ("grad")."""
+        return self._source(self._forward_program() if which == "forward" else self._grad_program(None))
 
     def jacobian(self, of: str, wrt: str, **inputs) -> np.ndarray:
         """d(of)/d(wrt) at the given inputs, shaped of.shape + wrt.shape."""

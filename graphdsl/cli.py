@@ -1,9 +1,10 @@
 """The `graphdsl` command: run, check, summary, show-ir and show-code a spec.
 
-Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error.
+Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -30,7 +31,8 @@ def open_spec(path: str, engine: str = "numpy"):
 
 
 class Cli(click.Group):
-    """Turns SpecError and DataError into a message on stderr and exit code 2."""
+    """Turns SpecError and DataError into a message on stderr and exit code 2;
+    anything else is a bug, reported in one line unless GRAPHDSL_DEBUG is set."""
 
     def invoke(self, ctx):
         try:
@@ -38,6 +40,14 @@ class Cli(click.Group):
         except (SpecError, DataError) as err:
             click.echo(str(err), err=True)
             sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:
+            if os.environ.get("GRAPHDSL_DEBUG"):
+                raise
+            click.echo(f"graphdsl: internal error ({type(err).__name__}: {err}). This is a bug in graphdsl; "
+                       "please report it with your spec. GRAPHDSL_DEBUG=1 shows the details.", err=True)
+            sys.exit(3)
 
 
 @click.group(cls=Cli)

@@ -81,3 +81,16 @@ def test_show_ir_and_show_code():
     assert "matmul" in invoke("show-ir", SPEC).output
     code = invoke("show-code", SPEC).output
     assert "@njit(cache=True)" in code and "# h" in code
+
+
+def test_a_bug_is_one_line_and_exit_3_not_a_traceback(monkeypatch):
+    import graphdsl.model
+
+    def broken(self, **inputs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(graphdsl.model.Model, "forward", broken)
+    monkeypatch.delenv("GRAPHDSL_DEBUG", raising=False)
+    result = invoke("run", "specs/jacobian.nn")
+    assert result.exit_code == 3
+    assert "internal error (KeyError" in result.output and "Traceback" not in result.output

@@ -50,6 +50,10 @@ class Spec:
         return [n for n, k in self.kinds.items() if k in kinds]
 
 
+def init_example(name: str) -> str:
+    return f"{name}()" if name in ("zeros", "ones") else f"{name}(seed=0)"
+
+
 def suggest(name: str, candidates) -> str | None:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else None
@@ -92,9 +96,12 @@ class Lowering:
         if name not in self.defs:
             if name in FUNCTIONS:
                 raise SpecError(f"`{name}` is a function; call it with its argument, as in `{name}(x)`", span)
+            if name in INITIALISERS:
+                raise SpecError(f"`{name}` is an initialiser, not a value", span,
+                                hint=f"call it, as in `param W[3, 2] = {init_example(name)}`")
             raise SpecError(f"unknown name `{name}`", span,
                             hint=suggest(name, list(self.defs) + list(BUILTINS)) or
-                            "define it first, e.g. `input x[2]`, `param W[2, 2] = ...` or `z = ...`")
+                            f"define it, as in `input {name}[2]`, `param {name}[2, 2] = ...` or `{name} = ...`")
         if name in self.resolving:
             chain = " -> ".join(self.resolving[self.resolving.index(name):] + [name])
             raise SpecError(f"`{name}` depends on itself: {chain}", self.defs[name].name.span,
@@ -127,12 +134,12 @@ class Lowering:
             shape = value.shape
         if value is None and d.kind in ("param", "const"):
             raise SpecError(f"{d.kind} `{d.name.text}` needs a value", d.name.span,
-                            hint="give a literal, as in `= [1, 2]`, or for a param an initialiser "
-                                 "such as `= xavier(seed=0)`")
+                            hint="give an initialiser such as `= xavier(seed=0)`, or a literal such as `= [1, 2]`"
+                                 if d.kind == "param" else "give a literal, as in `= 2` or `= [1, 2]`")
         if shape is None:
             raise SpecError(f"{d.kind} `{d.name.text}` needs a shape or a value", d.name.span,
-                            hint=f"write `{d.kind} {d.name.text}[3]` for a vector of 3, or nothing for a scalar"
-                                 if d.kind in ("input", "target") else None)
+                            hint=f"write `{d.kind} {d.name.text}[3]` for a vector of 3, "
+                                 f"or `{d.kind} {d.name.text} = 0` for a scalar")
         if d.kind == "const" and shape == ():
             return self.graph.add("scalar", attrs={"value": float(value)}, span=d.span)
         return self.graph.leaf(d.kind, value, shape, d.span)
@@ -160,17 +167,23 @@ class Lowering:
     def initialise(self, d: ast.Decl, shape) -> np.ndarray:
         call = d.value
         if d.kind != "param":
-            raise SpecError(f"initialisers such as `{call.func.text}` are for params, not {d.kind}s", call.func.span)
+            raise SpecError(f"initialisers such as `{call.func.text}` are for params, not {d.kind}s", call.func.span,
+                            hint="give a literal instead, such as `[0, 1]`")
         if shape is None:
             raise SpecError(f"param `{d.name.text}` needs a shape for `{call.func.text}`", d.name.span,
                             hint=f"write `param {d.name.text}[rows, cols] = {call.func.text}(...)`")
-        if call.args:
-            raise SpecError(f"`{call.func.text}` takes keyword arguments only", call.args[0].span,
-                            hint="e.g. `normal(std=0.1, seed=1)`")
         allowed = {"zeros": (), "ones": (), "normal": ("mean", "std", "seed"),
                    "uniform": ("low", "high", "seed"), "xavier": ("seed",), "he": ("seed",)}[call.func.text]
+        if call.args and not allowed:
+            raise SpecError(f"`{call.func.text}` takes no arguments", call.args[0].span,
+                            hint=f"write `{call.func.text}()`")
+        if call.args:
+            raise SpecError(f"`{call.func.text}` takes keyword arguments only", call.args[0].span,
+                            hint=f"name each setting; `{call.func.text}` takes {', '.join(allowed)}")
         kw = {}
         for key, val in call.kwargs:
+            if key.text in kw:
+                raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
             if key.text not in allowed:
                 raise SpecError(f"`{call.func.text}` has no setting `{key.text}`", key.span,
                                 hint=f"it takes {', '.join(allowed)}" if allowed else "it takes no settings")
@@ -202,11 +215,11 @@ class Lowering:
     def describe(self, node_expr, node: int) -> str:
         return f"{self.snippet(node_expr.span)} ({fmt_shape(self.graph.nodes[node].shape)})"
 
-    def add(self, op, args, attrs, span, problem):
+    def add(self, op, args, attrs, span, problem, hint=None):
         try:
             return self.graph.add(op, args, attrs, span)
         except ShapeError as err:
-            raise SpecError(f"{problem()}: {err}", span) from None
+            raise SpecError(f"{problem()}: {err}", span, hint=hint) from None
 
     def expr(self, e) -> int:
         if isinstance(e, ast.Num):
@@ -214,8 +227,8 @@ class Lowering:
         if isinstance(e, ast.Name):
             if self.only_constants and e.id not in BUILTINS:
                 stmt = self.defs.get(e.id)
-                if stmt is None or not (isinstance(stmt, ast.Decl) and stmt.kind == "const"):
-                    kind = "unknown" if stmt is None else (stmt.kind if isinstance(stmt, ast.Decl) else "computed")
+                if stmt is not None and not (isinstance(stmt, ast.Decl) and stmt.kind == "const"):
+                    kind = stmt.kind if isinstance(stmt, ast.Decl) else "computed"
                     raise SpecError(f"{self.only_constants} must be a constant, but `{e.id}` is "
                                     f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} value", e.span,
                                     hint="use numbers, consts and pi here")
@@ -242,9 +255,14 @@ class Lowering:
         if e.op == "juxt":
             scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape
             op = "mul" if scalar else "matmul"
+        # `x [0]` with a space multiplies by the literal [0]; the user most likely meant to index.
+        index_like = (e.op == "juxt" and isinstance(e.right, ast.Stack)
+                      and all(isinstance(i, ast.Num) for i in e.right.items))
         return self.add(op, [left, right], None, e.span,
                         lambda: f"cannot {VERBS[e.op]} {self.describe(e.left, left)} "
-                                f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}")
+                                f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}",
+                        hint="to index, write the index directly after the name, as in `x[0]`"
+                             if index_like else None)
 
     def index(self, e: ast.Index) -> int:
         base = self.expr(e.base)
@@ -254,7 +272,7 @@ class Lowering:
             if num.value != int(num.value):
                 raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
             i = int(num.value)
-            if axis < len(shape) and i < 0:
+            if axis < len(shape) and -shape[axis] <= i < 0:
                 i += shape[axis]
             idx.append(i)
         return self.add("index", [base], {"idx": tuple(idx)}, e.span,
@@ -266,18 +284,22 @@ class Lowering:
         if fn is None:
             if name in INITIALISERS:
                 raise SpecError(f"`{name}` is an initialiser, not a function", e.func.span,
-                                hint=f"use it as a param's value: `param W[3, 2] = {name}(seed=0)`")
+                                hint=f"use it as a param's value: `param W[3, 2] = {init_example(name)}`")
             if name in self.defs:
                 raise SpecError(f"`{name}` is a value, not a function", e.func.span,
                                 hint=f"to multiply, leave a space: `{name} (...)`")
             raise SpecError(f"unknown function `{name}`", e.func.span,
-                            hint=suggest(name, FUNCTIONS) or "see docs/language.md for the functions graphdsl knows")
+                            hint=suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
         if len(e.args) != len(fn.params):
             want = f"{len(fn.params)} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
             raise SpecError(f"`{name}` takes {want}, but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
                             e.span)
         args = [self.expr(a) for a in e.args]
-        kwargs = {key.text: self.kwarg(fn, key, val, args) for key, val in e.kwargs}
+        kwargs = {}
+        for key, val in e.kwargs:
+            if key.text in kwargs:
+                raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
+            kwargs[key.text] = self.kwarg(fn, key, val, args)
         try:
             out = fn.build(*[Sym(self.graph, a) for a in args], **kwargs)
         except ShapeError as err:
@@ -287,11 +309,13 @@ class Lowering:
     def kwarg(self, fn, key: ast.Ident, val, args) -> object:
         if key.text not in fn.kwargs:
             allowed = ", ".join(fn.kwargs) or "no settings"
-            raise SpecError(f"`{fn.name}` has no setting `{key.text}`", key.span, hint=f"it takes {allowed}")
+            raise SpecError(f"`{fn.name}` has no setting `{key.text}`", key.span,
+                            hint=suggest(key.text, fn.kwargs) or f"it takes {allowed}")
         kind = fn.kwargs[key.text][0]
         if kind == "reduce":
             if not isinstance(val, ast.Name) or val.id not in REDUCE:
-                raise SpecError(f"`reduce` must be `mean` or `sum`", val.span)
+                given = f", not `{val.id}`" if isinstance(val, ast.Name) else ""
+                raise SpecError(f"`reduce` must be `mean` or `sum`{given}", val.span)
             return val.id
         if not isinstance(val, (ast.Num, ast.Neg)) or (isinstance(val, ast.Neg) and not isinstance(val.operand, ast.Num)):
             raise SpecError(f"`{key.text}` must be a whole number", val.span)
@@ -301,7 +325,7 @@ class Lowering:
         number = int(number)
         if kind == "axis":
             rank = len(self.graph.nodes[args[0]].shape)
-            return number + rank if number < 0 else number
+            return number + rank if -rank <= number < 0 else number
         if number < 1:
             raise SpecError(f"`{key.text}` must be at least 1", val.span)
         return number
@@ -327,7 +351,8 @@ class Lowering:
                     at = self.constant(r.at, "the point after `at`")
                     want = self.graph.nodes[self.graph.names[wrt]].shape
                     if at.shape != want:
-                        raise SpecError(f"`{wrt}` is {fmt_shape(want)} but the point is {fmt_shape(at.shape)}", r.at.span)
+                        raise SpecError(f"the point after `at` is {fmt_shape(at.shape)}, but `{wrt}` is "
+                                        f"{fmt_shape(want)}", r.at.span, hint=f"give a value shaped like `{wrt}`")
                 out.append(Request("jacobian", (of, wrt), at=at, span=r.span))
         return out
 
@@ -338,7 +363,9 @@ class Lowering:
     def differentiable(self, ident: ast.Ident) -> str:
         name = self.known(ident)
         if self.kinds.get(name) == "const" or name in BUILTINS:
-            raise SpecError(f"`{name}` is a constant, so it has no gradient", ident.span)
+            raise SpecError(f"`{name}` is a constant, so it has no gradient", ident.span,
+                            hint=f"to differentiate with respect to it, declare it `param {name} = ...`"
+                            if name not in BUILTINS else None)
         return name
 
 

@@ -25,6 +25,13 @@ TERMINAL_WORDS = {
     "$END": "the end of the file",
 }
 
+# Hints name a group of alternatives in one phrase: what may follow a complete
+# operand, what may start an expression, what may start a statement.
+OPERATOR_WORDS = {"`+`", "`-`", "`*`", "`/`", "`@`", "`^`", "`'`"}
+EXPR_WORDS = {"a name", "a number", "a function call", "`(`", "`[`", "`-`"}
+STMT_WORDS = {"a name", "`input`", "`target`", "`param`", "`const`", "`show`", "`grad`", "`jacobian`"}
+KEYWORDS = {"input", "target", "param", "const", "show", "grad", "jacobian"}
+
 
 def grammar_text() -> str:
     return resources.files("graphdsl.grammars").joinpath("graphdsl.lark").read_text()
@@ -46,6 +53,8 @@ class BracketPostLex:
                 self.open.append(tok)
             elif tok.type in CLOSERS and self.open:
                 self.open.pop()
+                if not self.open:  # a newline swallowed by a closed bracket says nothing later
+                    self.swallowed = None
             if tok.type == "_NL" and self.open:
                 self.swallowed = self.swallowed or tok
                 continue
@@ -173,40 +182,96 @@ def _describe(term: str) -> str:
 
 
 def _expected(names) -> str:
-    words = sorted({_describe(n) for n in names if n not in ("INDEX",)})
-    if len(words) > 6:
+    words = {_describe(n) for n in names if n != "INDEX"}
+    groups = []
+    if OPERATOR_WORDS <= words:  # after an operand a juxtaposed expression may follow too
+        words -= OPERATOR_WORDS | EXPR_WORDS
+        groups.append("an operator")
+    elif EXPR_WORDS <= words:
+        words -= EXPR_WORDS
+        groups.append("an expression")
+    if STMT_WORDS <= words:
+        words -= STMT_WORDS | {"the end of the line", "the end of the file"}
+        groups.append("a statement, such as `z = ...`, `input x[2]` or `show z`")
+    words = groups + sorted(words)
+    if not words or len(words) > 6:
         return ""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex) -> SpecError:
-    if postlex.open and postlex.swallowed is not None:
-        opener = postlex.open[-1]
-        text = "(" if opener.type == "CALL" else str(opener)[-1]
-        closer = ")" if text == "(" else "]"
-        return SpecError(f"`{text}` is never closed", _tok_span(opener),
-                         hint=f"add `{closer}` before the end of the statement")
+def _open_brackets(text: str) -> list:
+    """Offsets of the brackets in text that are still open at its end (comments skipped)."""
+    stack, comment = [], False
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            comment = False
+        elif comment or ch == "#":
+            comment = True
+        elif ch in "([":
+            stack.append(i)
+        elif ch in ")]" and stack:
+            stack.pop()
+    return stack
+
+
+def _unclosed(postlex: BracketPostLex, source: str) -> Token | None:
+    """The innermost bracket left open at the error that no later text closes, if any."""
+    if postlex.swallowed is None:
+        return None
+    for opener in reversed(postlex.open):
+        at = opener.end_pos - 1  # a CALL token ends with its `(`
+        if _open_brackets(source[at:])[:1] == [0]:
+            return opener
+    return None
+
+
+def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) -> SpecError:
+    opener = _unclosed(postlex, source)
+    if opener is not None:
+        left, right = ("(", ")") if opener.type in ("CALL", "LPAR") else ("[", "]")
+        span = Span(opener.end_line, opener.end_column - 1, opener.end_line, opener.end_column)
+        return SpecError(f"`{left}` is never closed", span, hint=f"add `{right}` before the end of the statement")
+    parser = getattr(err, "interactive_parser", None)
+    # The parser's own answer is exact; the lexer's `allowed` also lists terminals it merely tolerates.
+    expected = _expected(parser.accepts() if parser is not None else
+                         getattr(err, "expected", None) or getattr(err, "allowed", None) or ())
+    hint = f"expected {expected}" if expected else None
     if isinstance(err, UnexpectedCharacters):
         char = err.char
         span = Span(err.line, err.column, err.line, err.column + 1)
         if char == "[":
             return SpecError("only a name, a call or a bracket can be indexed", span,
                              hint="write the index directly after the name, as in `x[0]`")
-        return SpecError(f"unexpected character `{char}`", span,
-                         hint=f"expected {_expected(err.allowed)}" if _expected(err.allowed) else None)
+        return SpecError(f"unexpected character `{char}`", span, hint=hint)
     tok = getattr(err, "token", None)
-    expected = _expected(getattr(err, "expected", ()) or ())
     if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
-        return SpecError("the spec ends in the middle of a statement", None,
-                         hint=f"expected {expected}" if expected else None)
+        return SpecError("the spec ends in the middle of a statement", None, hint=hint)
     if tok.type == "_NL":
         span = Span(tok.line, tok.column, tok.line, tok.column + 1)
-        return SpecError("this line ends before the statement is complete", span,
-                         hint=f"expected {expected}" if expected else None)
+        if expected == "an expression":  # most likely the user meant the statement to go on
+            hint += "; to go on to the next line, end this one with `\\`"
+        return SpecError("this line ends before the statement is complete", span, hint=hint)
+    span = _tok_span(tok)
+    if tok.type in CLOSERS:
+        still_open = _open_brackets(source[:tok.start_pos])
+        if not still_open:
+            left = "(" if tok == ")" else "["
+            return SpecError(f"`{tok}` has no matching `{left}`", span,
+                             hint=f"remove it, or add the `{left}` it closes")
+        left = source[still_open[-1]]
+        if (left, str(tok)) not in (("(", ")"), ("[", "]")):
+            line = source.count("\n", 0, still_open[-1]) + 1
+            return SpecError(f"`{tok}` cannot close the `{left}` on line {line}", span,
+                             hint=f"close `{left}` with `{')' if left == '(' else ']'}`")
+    line = source.splitlines()[tok.line - 1]
+    before = line[:tok.column - 1].split()
+    if tok.type == "EQUAL" and len(before) == 1 and before[0] in KEYWORDS:
+        col = len(line) - len(line.lstrip()) + 1
+        return SpecError(f"`{before[0]}` is a keyword and cannot be assigned to",
+                         Span(tok.line, col, tok.line, col + len(before[0])), hint="choose another name")
     what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",
             "CALL": f"call `{str(tok)[:-1]}(`"}.get(tok.type, f"`{tok}`")
-    return SpecError(f"unexpected {what}", _tok_span(tok),
-                     hint=f"expected {expected}" if expected else None)
+    return SpecError(f"unexpected {what}", span, hint=hint)
 
 
 def parse(text: str, filename: str = "<spec>") -> ast.Program:
@@ -217,7 +282,7 @@ def parse(text: str, filename: str = "<spec>") -> ast.Program:
         tree = parser.parse(source)
         return ToAst().transform(tree)
     except UnexpectedInput as err:
-        raise _syntax_error(err, parser.options.postlex).located(filename, text) from None
+        raise _syntax_error(err, parser.options.postlex, source).located(filename, text) from None
     except VisitError as err:
         if isinstance(err.orig_exc, SpecError):
             raise err.orig_exc.located(filename, text) from None

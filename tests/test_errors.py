@@ -1,0 +1,74 @@
+"""Golden tests for bad specs, in the style of stanc3's test/integration/bad/.
+
+Each tests/golden/NAME.nn must fail to compile, and str() of its SpecError must
+equal tests/golden/NAME.err exactly. After changing a message on purpose,
+regenerate the .err files with
+
+    GRAPHDSL_UPDATE_GOLDEN=1 pytest tests/test_errors.py
+
+and read every changed message in the diff before committing it.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import graphdsl
+
+GOLDEN = Path(__file__).parent / "golden"
+SPECS = sorted(GOLDEN.glob("*.nn"))
+UPDATE = os.environ.get("GRAPHDSL_UPDATE_GOLDEN") == "1"
+
+# Names from the grammar or from Lark that mean nothing to a user.
+INTERNALS = re.compile(r"__ANON|\bRPAR\b|\bLPAR\b|\bLSQB\b|\bRSQB\b|\b_NL\b|\$END|Token\(|Traceback")
+
+
+def compile_error(spec: Path) -> graphdsl.SpecError:
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(spec.read_text(encoding="utf-8"), filename=spec.name)
+    return info.value
+
+
+def test_there_are_golden_specs():
+    assert len(SPECS) >= 30
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_bad_spec_message(spec):
+    err = compile_error(spec)
+    text = str(err)
+    expected = spec.with_suffix(".err")
+    if UPDATE:
+        expected.write_text(text + "\n", encoding="utf-8")
+    assert expected.exists(), f"{expected.name} is missing; write it with GRAPHDSL_UPDATE_GOLDEN=1"
+    assert text + "\n" == expected.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_bad_spec_is_located_and_clean(spec):
+    err = compile_error(spec)
+    text = str(err)
+    if err.span is not None:
+        assert err.line is not None and err.column is not None
+        assert text.startswith(f"{spec.name}:{err.line}:{err.column}: error: ")
+    else:
+        assert text.startswith(f"{spec.name}: error: ")
+    assert not INTERNALS.search(text), text
+
+
+def test_every_err_file_has_a_spec():
+    orphans = [p.name for p in GOLDEN.glob("*.err") if not p.with_suffix(".nn").exists()]
+    assert not orphans
+
+
+def test_cli_reports_spec_error_on_stderr_with_exit_code_2():
+    # A subprocess rather than CliRunner: click's stderr capture differs across the versions allowed.
+    spec = GOLDEN / "undefined_name.nn"
+    proc = subprocess.run([sys.executable, "-c", "from graphdsl.cli import main; main()", "run", spec.name],
+                          cwd=GOLDEN, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == spec.with_suffix(".err").read_text(encoding="utf-8")

@@ -19,8 +19,10 @@ print(float(model.forward()["L"]), float(model.grad()["b_o"]), len(calls))
 
 
 def run_fresh(cache: Path) -> list:
+    """Run SCRIPT in a new interpreter, outside the repo so it imports the installed graphdsl."""
     env = {**os.environ, "GRAPHDSL_CACHE_DIR": str(cache)}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=cache, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 

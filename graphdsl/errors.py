@@ -53,7 +53,8 @@ class SpecError(Exception):
             src = text[self.span.line - 1].rstrip()
             width = (self.span.end_col - self.span.col) if self.span.end_line == self.span.line else 1
             lines.append(f"    {src}")
-            lines.append("    " + " " * (self.span.col - 1) + "^" + "~" * max(width - 1, 0))
+            pad = "".join(c if c == "\t" else " " for c in src[:self.span.col - 1])
+            lines.append("    " + pad + "^" + "~" * max(width - 1, 0))
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)

@@ -56,7 +56,7 @@ define("max", ["x"], lambda x, axis=None: x.op("max", axis=axis),
 
 def dot(a: Sym, b: Sym) -> Sym:
     if len(a.shape) != 1 or a.shape != b.shape:
-        raise ShapeError(f"dot needs two vectors of one length, not {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+        raise ShapeError(f"needs two vectors of one length, not {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
     return a @ b
 
 
@@ -105,8 +105,10 @@ def softmax_ce(z, t, reduce="mean"):
     elif z.shape and t.shape == z.shape[:-1]:
         per_row = z.op("logsumexp") - z.op("pick", t)
     else:
-        raise ShapeError(f"scores are {fmt_shape(z.shape)}, so the target must be class indices "
-                         f"{fmt_shape(z.shape[:-1])} or one-hot rows {fmt_shape(z.shape)}, not {fmt_shape(t.shape)}")
+        index = "a class index (a scalar)" if len(z.shape) == 1 else f"class indices {fmt_shape(z.shape[:-1])}"
+        onehot = "a one-hot vector" if len(z.shape) == 1 else "one-hot rows"
+        raise ShapeError(f"scores are {fmt_shape(z.shape)}, so the target must be {index} "
+                         f"or {onehot} {fmt_shape(z.shape)}, not {fmt_shape(t.shape)}")
     return reduce_loss(per_row, reduce)
 
 

@@ -123,14 +123,10 @@ class Lowering:
         shape = tuple(self.dim(n) for n in d.shape) if d.shape is not None else None
         value = None
         if d.value is not None:
-            value = (self.initialise(d, shape) if isinstance(d.value, ast.Call) and d.value.func.text in INITIALISERS
-                     else self.constant(d.value, f"the value of {d.kind} `{d.name.text}`"))
-            if shape is not None and value.shape != shape:
-                if value.shape != ():
-                    raise SpecError(f"`{d.name.text}` is declared {fmt_shape(shape)} but its value is "
-                                    f"{fmt_shape(value.shape)}", d.value.span,
-                                    hint="make the declared shape and the literal agree")
-                value = np.full(shape, float(value))
+            try:
+                value = self.value_of(d, shape)
+            except MemoryError:
+                raise SpecError(f"`{d.name.text}` is too large to hold in memory", d.span) from None
             shape = value.shape
         if value is None and d.kind in ("param", "const"):
             raise SpecError(f"{d.kind} `{d.name.text}` needs a value", d.name.span,
@@ -143,6 +139,18 @@ class Lowering:
         if d.kind == "const" and shape == ():
             return self.graph.add("scalar", attrs={"value": float(value)}, span=d.span)
         return self.graph.leaf(d.kind, value, shape, d.span)
+
+    def value_of(self, d: ast.Decl, shape) -> np.ndarray:
+        """A declaration's value: an initialiser's draw, or a literal (a scalar fills a declared shape)."""
+        if isinstance(d.value, ast.Call) and d.value.func.text in INITIALISERS:
+            return self.initialise(d, shape)
+        value = self.constant(d.value, f"the value of {d.kind} `{d.name.text}`")
+        if shape is None or value.shape == shape:
+            return value
+        if value.shape != ():
+            raise SpecError(f"`{d.name.text}` is declared {fmt_shape(shape)} but its value is "
+                            f"{fmt_shape(value.shape)}", d.value.span, hint="make the declared shape and the literal agree")
+        return np.full(shape, float(value))
 
     def dim(self, n: ast.Num) -> int:
         if n.value != int(n.value) or n.value < 1:
@@ -250,6 +258,8 @@ class Lowering:
         raise TypeError(f"unknown expression {e!r}")  # the parser builds no other kind
 
     def binop(self, e: ast.BinOp) -> int:
+        if e.op == "juxt":
+            self.check_juxtaposition(e)
         left, right = self.expr(e.left), self.expr(e.right)
         op = OPS_OF.get(e.op)
         if e.op == "juxt":
@@ -263,6 +273,16 @@ class Lowering:
                                 f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}",
                         hint="to index, write the index directly after the name, as in `x[0]`"
                              if index_like else None)
+
+    def check_juxtaposition(self, e: ast.BinOp) -> None:
+        """Products by juxtaposition that are almost always a typo: `[1 2]`, `x .5`, `[1, 2] [3, 4]`."""
+        if isinstance(e.right, ast.Num):
+            raise SpecError("a number written after a value is read as a product", e.right.span,
+                            hint="write the number first (`2 x`) or use `*`; separate list entries with `,`")
+        literals = (ast.Stack, ast.Concat)
+        if isinstance(e.left, literals) and isinstance(e.right, literals):
+            raise SpecError("two bracketed lists side by side are read as a product", e.span,
+                            hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
 
     def index(self, e: ast.Index) -> int:
         base = self.expr(e.base)

@@ -155,7 +155,7 @@ class Model:
 
         def build():
             g = copy_graph(self.spec.graph)
-            named = self._named(g.ancestors([out]))
+            named = self._named()  # autodiff gives zeros where the loss does not depend on a node
             grads = backward(g, out, list(named.values()))
             return Program(g, [n.id for n in g.leaves()], [grads[i] for i in named.values()], list(named))
         return self._program(("grad", loss), build)
@@ -165,7 +165,7 @@ class Model:
         return self._run(self._forward_program(), inputs)
 
     def grad(self, loss: str | None = None, **inputs) -> dict:
-        """Gradients of the loss with respect to every named node it depends on, keyed by name."""
+        """Gradients of the loss with respect to every named node (zero where it does not depend on one)."""
         return self._run(self._grad_program(loss), inputs)
 
     def source(self, which: str = "forward") -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -160,6 +161,11 @@ class ToAst(Transformer):
 
     def call(self, meta, ch):
         func = ast.Ident(str(ch[0])[:-1], _tok_span(ch[0], trim_end=1))
+        kinds = [isinstance(a, tuple) for a in ch[1:]]
+        if False in kinds[kinds.index(True) if True in kinds else len(kinds):]:
+            first = ch[1:][kinds.index(True)][0]
+            raise SpecError("a positional argument follows a keyword argument", first.span,
+                            hint="put keyword arguments such as `reduce=sum` last")
         args = tuple(a for a in ch[1:] if not isinstance(a, tuple))
         kwargs = tuple(a for a in ch[1:] if isinstance(a, tuple))
         return ast.Call(func, args, kwargs, _span(meta))
@@ -239,6 +245,10 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
     if isinstance(err, UnexpectedCharacters):
         char = err.char
         span = Span(err.line, err.column, err.line, err.column + 1)
+        if char.isdigit() or char == ".":
+            word = re.match(r"[0-9.eE]*", source[err.pos_in_stream:]).group()
+            return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
+                             hint="a number has at most one decimal point, as in `1.25` or `2e-3`")
         if char == "[":
             return SpecError("only a name, a call or a bracket can be indexed", span,
                              hint="write the index directly after the name, as in `x[0]`")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ir import Graph, ShapeError, fmt_shape  # noqa: F401  (re-exported for op modules)
+from ..ir import Graph, ShapeError, fmt_shape, plural  # noqa: F401  (re-exported for op modules)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ShapeError, fmt_shape, register
+from . import ShapeError, fmt_shape, plural, register
 
 KIND = {1: "vector", 2: "matrix"}
 
@@ -15,8 +15,8 @@ def matmul_shape(a: tuple, b: tuple) -> tuple:
     inner_a = a[-1]
     inner_b = b[0]
     if inner_a != inner_b:
-        left = f"the {KIND[len(a)]} {fmt_shape(a)} has {inner_a} {'columns' if len(a) == 2 else 'entries'}"
-        right = f"the {KIND[len(b)]} {fmt_shape(b)} has {inner_b} {'rows' if len(b) == 2 else 'entries'}"
+        left = f"the {KIND[len(a)]} {fmt_shape(a)} has {plural(inner_a, 'column') if len(a) == 2 else plural(inner_a, 'entry', 'entries')}"
+        right = f"the {KIND[len(b)]} {fmt_shape(b)} has {plural(inner_b, 'row') if len(b) == 2 else plural(inner_b, 'entry', 'entries')}"
         raise ShapeError(f"{left} but {right}")
     return a[:-1] + b[1:]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ShapeError, fmt_shape, register
+from . import ShapeError, fmt_shape, plural, register
 
 register("scalar", shape=lambda *, value: (), ref=lambda *, value: np.float64(value),
          code=lambda args, attrs, in_shapes, out_shape: repr(float(attrs["value"])),
@@ -12,8 +12,8 @@ register("scalar", shape=lambda *, value: (), ref=lambda *, value: np.float64(va
 
 def index_shape(x: tuple, *, idx) -> tuple:
     if len(idx) > len(x):
-        raise ShapeError(f"{len(idx)} indices given for a {fmt_shape(x)} value with {len(x)} "
-                         f"{'axis' if len(x) == 1 else 'axes'}")
+        raise ShapeError(f"{plural(len(idx), 'index', 'indices')} given for a {fmt_shape(x)} value with "
+                         f"{plural(len(x), 'axis', 'axes')}")
     for i, n in zip(idx, x):
         if not 0 <= i < n:
             raise ShapeError(f"index {i} is out of range for size {n} (indices run from 0 to {n - 1}, "

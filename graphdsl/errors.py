@@ -62,3 +62,10 @@ class SpecError(Exception):
 
 class DataError(ValueError):
     """Values handed to a model that do not fit its spec (unknown name, wrong shape, missing)."""
+
+
+class ClassIndexError(ValueError):
+    """A class index out of range, met while running; the model reports it as a DataError."""
+
+
+CLASS_INDEX_PROBLEM = "a class index the spec computes is not a whole number from 0 to the number of classes - 1"

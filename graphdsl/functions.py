@@ -103,6 +103,10 @@ def softmax_ce(z, t, reduce="mean"):
     if z.shape and t.shape == z.shape:
         per_row = -(t * z.op("log_softmax")).op("sum", axis=len(z.shape) - 1)
     elif z.shape and t.shape == z.shape[:-1]:
+        literal = t.g.nodes[t.id]
+        classes = z.shape[-1]
+        if literal.op == "scalar" and literal.kw["value"] not in range(classes):
+            raise ShapeError(f"class index {literal.kw['value']:g} is not a whole number from 0 to {classes - 1}")
         per_row = z.op("logsumexp") - z.op("pick", t)
     else:
         index = "a class index (a scalar)" if len(z.shape) == 1 else f"class indices {fmt_shape(z.shape[:-1])}"
@@ -116,11 +120,27 @@ define("softmax_ce", ["scores", "target"], softmax_ce,
        "softmax cross-entropy of scores against class indices or one-hot rows, stable form",
        reduce=("reduce", "mean"))
 
+# Initialisers give a param its first value; each maps to the settings it takes.
 INITIALISERS = {
-    "zeros": "all zeros",
-    "ones": "all ones",
-    "normal": "normal(mean=0, std=1, seed=...)",
-    "uniform": "uniform(low=-1, high=1, seed=...)",
-    "xavier": "Glorot uniform, limit sqrt(6 / (fan_in + fan_out)); seed=...",
-    "he": "He normal, std sqrt(2 / fan_in); seed=...",
+    "zeros": (),
+    "ones": (),
+    "normal": ("mean", "std", "seed"),       # mean 0, std 1
+    "uniform": ("low", "high", "seed"),      # low -1, high 1
+    "xavier": ("seed",),                     # Glorot uniform, limit sqrt(6 / (fan_in + fan_out))
+    "he": ("seed",),                         # He normal, std sqrt(2 / fan_in)
 }
+
+
+def draw(kind: str, kw: dict, shape: tuple, rng) -> np.ndarray:
+    """An initialiser's values. W[out, in] is read as fan_out = out, fan_in = in (the last axis)."""
+    fan_in, fan_out = shape[-1], shape[0]
+    if kind in ("zeros", "ones"):
+        return np.full(shape, 0.0 if kind == "zeros" else 1.0)
+    if kind == "normal":
+        return rng.normal(kw.get("mean", 0.0), kw.get("std", 1.0), shape)
+    if kind == "uniform":
+        return rng.uniform(kw.get("low", -1.0), kw.get("high", 1.0), shape)
+    if kind == "xavier":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, shape)
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)

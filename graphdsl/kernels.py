@@ -3,6 +3,8 @@ expression will not do: row-wise stable softmax family, class picking, conv1d.""
 import numpy as np
 from numba import njit
 
+from graphdsl.errors import CLASS_INDEX_PROBLEM, ClassIndexError
+
 
 @njit(cache=True)
 def _rows(x):
@@ -43,7 +45,7 @@ def softmax(x):
 def class_index(k, classes):
     c = int(k)
     if c != k or c < 0 or c >= classes:
-        raise ValueError("a class index is not a whole number from 0 to classes - 1")
+        raise ClassIndexError(CLASS_INDEX_PROBLEM)
     return c
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import ast
 from .errors import Span, SpecError
-from .functions import FUNCTIONS, INITIALISERS, REDUCE
+from .functions import FUNCTIONS, INITIALISERS, REDUCE, draw
 from .interpret import evaluate
 from .ir import Graph, ShapeError, fmt_shape
 from .ops import Sym
@@ -68,7 +68,8 @@ class Lowering:
         self.kinds: dict = {}
         self.made_by: dict = {}
         self.resolving: list = []   # names being lowered, for cycle reports
-        self.params_seen = 0
+        self.param_order = {s.name.text: i for i, s in enumerate(
+            s for s in program.statements if isinstance(s, ast.Decl) and s.kind == "param")}
         for stmt in program.statements:
             if isinstance(stmt, (ast.Decl, ast.Assign)):
                 self.define(stmt)
@@ -180,37 +181,35 @@ class Lowering:
         if shape is None:
             raise SpecError(f"param `{d.name.text}` needs a shape for `{call.func.text}`", d.name.span,
                             hint=f"write `param {d.name.text}[rows, cols] = {call.func.text}(...)`")
-        allowed = {"zeros": (), "ones": (), "normal": ("mean", "std", "seed"),
-                   "uniform": ("low", "high", "seed"), "xavier": ("seed",), "he": ("seed",)}[call.func.text]
-        if call.args and not allowed:
-            raise SpecError(f"`{call.func.text}` takes no arguments", call.args[0].span,
-                            hint=f"write `{call.func.text}()`")
+        kw = self.init_settings(call)
+        # Without seed=, the n-th param declared draws from seed (spec seed, n): stable under reordering of uses.
+        rng = np.random.default_rng(int(kw["seed"]) if "seed" in kw else [self.seed, self.param_order[d.name.text]])
+        return draw(call.func.text, kw, shape, rng)
+
+    def init_settings(self, call: ast.Call) -> dict:
+        """An initialiser's keyword settings, checked: known names, given once, sensible values."""
+        allowed = INITIALISERS[call.func.text]
         if call.args:
-            raise SpecError(f"`{call.func.text}` takes keyword arguments only", call.args[0].span,
-                            hint=f"name each setting; `{call.func.text}` takes {', '.join(allowed)}")
-        kw = {}
+            raise SpecError(f"`{call.func.text}` takes {'keyword arguments only' if allowed else 'no arguments'}",
+                            call.args[0].span, hint=f"name each setting; `{call.func.text}` takes {', '.join(allowed)}"
+                            if allowed else f"write `{call.func.text}()`")
+        kw, spans = {}, {}
         for key, val in call.kwargs:
             if key.text in kw:
                 raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
             if key.text not in allowed:
                 raise SpecError(f"`{call.func.text}` has no setting `{key.text}`", key.span,
                                 hint=f"it takes {', '.join(allowed)}" if allowed else "it takes no settings")
-            kw[key.text] = float(self.constant(val, f"`{key.text}`"))
-        self.params_seen += 1
-        rng = np.random.default_rng(int(kw["seed"]) if "seed" in kw else [self.seed, self.params_seen])
-        fan_in = shape[-1]
-        fan_out = shape[0]
-        kind = call.func.text
-        if kind in ("zeros", "ones"):
-            return np.full(shape, 0.0 if kind == "zeros" else 1.0)
-        if kind == "normal":
-            return rng.normal(kw.get("mean", 0.0), kw.get("std", 1.0), shape)
-        if kind == "uniform":
-            return rng.uniform(kw.get("low", -1.0), kw.get("high", 1.0), shape)
-        if kind == "xavier":
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
-            return rng.uniform(-limit, limit, shape)
-        return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+            kw[key.text], spans[key.text] = float(self.constant(val, f"`{key.text}`")), val.span
+        seed = kw.get("seed", 0.0)
+        if seed != int(seed) or seed < 0:
+            raise SpecError(f"a seed must be a whole number of at least 0, not {seed:g}", spans["seed"])
+        if kw.get("std", 0.0) < 0:
+            raise SpecError(f"`std` must be at least 0, not {kw['std']:g}", spans["std"])
+        if kw.get("low", -1.0) > kw.get("high", 1.0):
+            raise SpecError(f"`low` ({kw.get('low', -1.0):g}) is above `high` ({kw.get('high', 1.0):g})",
+                            call.span, hint="swap them")
+        return kw
 
     # -- expressions -----------------------------------------------------
 
@@ -367,6 +366,9 @@ class Lowering:
             else:
                 of, wrt = self.known(r.of), self.differentiable(r.wrt)
                 at = None
+                if r.at is not None and self.kinds[wrt] == "node":
+                    raise SpecError(f"`at` sets the value of an input, target or param, but `{wrt}` is computed",
+                                    r.at.span, hint=f"drop `at ...` to differentiate at `{wrt}`'s computed value")
                 if r.at is not None:
                     at = self.constant(r.at, "the point after `at`")
                     want = self.graph.nodes[self.graph.names[wrt]].shape

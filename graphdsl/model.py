@@ -7,7 +7,7 @@ import numpy as np
 
 from . import codegen, jit
 from .autodiff import backward
-from .errors import DataError, SpecError
+from .errors import ClassIndexError, DataError, SpecError
 from .interpret import evaluate
 from .ir import Graph, fmt_shape
 from .lower import Spec
@@ -69,13 +69,10 @@ class Model:
             raise DataError(f"the spec defines no `{name}`; it defines {', '.join(self.spec.kinds)}")
         return self.spec.graph.names[name]
 
-    def _named(self, ids=None) -> dict:
-        """Each named node once (the first name wins for aliases), optionally only within `ids`."""
-        out = {}
-        for name, nid in self.spec.graph.names.items():
-            if nid not in out.values() and (ids is None or nid in ids) and self.spec.kinds[name] != "const":
-                out[name] = nid
-        return out
+    def _named(self, consts: bool = True) -> dict:
+        """Every name and its node; aliases (`a = x`) share a node."""
+        return {name: nid for name, nid in self.spec.graph.names.items()
+                if consts or self.spec.kinds[name] != "const"}
 
     # -- running ------------------------------------------------------------
 
@@ -113,11 +110,14 @@ class Model:
     def _run(self, program: Program, inputs: dict, extra: dict | None = None) -> dict:
         leaves = self._leaf_values(program.graph, inputs)
         leaves.update(extra or {})
-        if self.engine == "numpy":
-            found = evaluate(program.graph, leaves, program.outputs)
-            results = [found[o] for o in program.outputs]
-        else:
-            results = self._kernel(program)(*(leaves[l] for l in program.leaves))
+        try:
+            if self.engine == "numpy":
+                found = evaluate(program.graph, leaves, program.outputs)
+                results = [found[o] for o in program.outputs]
+            else:
+                results = self._kernel(program)(*(leaves[l] for l in program.leaves))
+        except ClassIndexError as err:  # a class index the spec computes from its data
+            raise DataError(str(err)) from None
         return {label: (np.float64(r) if np.ndim(r) == 0 else np.array(r))
                 for label, r in zip(program.labels, results)}
 
@@ -155,7 +155,7 @@ class Model:
 
         def build():
             g = copy_graph(self.spec.graph)
-            named = self._named()  # autodiff gives zeros where the loss does not depend on a node
+            named = self._named(consts=False)  # autodiff gives zeros where the loss does not depend on a node
             grads = backward(g, out, list(named.values()))
             return Program(g, [n.id for n in g.leaves()], [grads[i] for i in named.values()], list(named))
         return self._program(("grad", loss), build)

@@ -8,7 +8,7 @@ from .lower import Spec
 
 
 def fmt_value(value, precision: int = 6) -> str:
-    value = np.asarray(value)
+    value = np.asarray(value) + 0.0  # prints -0.0 as 0
     if value.ndim == 0:
         return f"{float(value):.{precision}g}"
     return np.array2string(value, separator=", ", max_line_width=100,

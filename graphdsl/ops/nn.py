@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CLASS_INDEX_PROBLEM, ClassIndexError
 from . import ShapeError, fmt_shape, register
 
 
@@ -49,8 +50,15 @@ def pick_shape(z: tuple, k: tuple) -> tuple:
     return k
 
 
+def class_indices(k, classes: int) -> np.ndarray:
+    k = np.asarray(k)
+    if np.any((k != np.round(k)) | (k < 0) | (k >= classes)):
+        raise ClassIndexError(CLASS_INDEX_PROBLEM)
+    return k.astype(np.int64)
+
+
 def pick_ref(z, k):
-    k = np.asarray(k).astype(np.int64)
+    k = class_indices(k, z.shape[-1])
     return np.take_along_axis(z, k[..., None], axis=-1)[..., 0]
 
 
@@ -67,7 +75,7 @@ register("pick", shape=pick_shape, ref=pick_ref, code=pick_code,
 
 
 def onehot_ref(k, *, classes):
-    return np.eye(classes)[np.asarray(k).astype(np.int64)]
+    return np.eye(classes)[class_indices(k, classes)]
 
 
 def onehot_code(args, attrs, in_shapes, out_shape):

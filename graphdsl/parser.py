@@ -88,6 +88,13 @@ def _number(tok: Token) -> ast.Num:
     return ast.Num(value, str(tok), _tok_span(tok))
 
 
+def binop(op: str):
+    """The transformer method for one binary operator (`juxt` is a product by juxtaposition)."""
+    def build(self, meta, ch):
+        return ast.BinOp(op, ch[0], ch[1], _span(meta))
+    return build
+
+
 @v_args(meta=True)
 class ToAst(Transformer):
     def start(self, meta, stmts):
@@ -117,26 +124,7 @@ class ToAst(Transformer):
     def jacobian(self, meta, ch):
         return ast.Jacobian(_ident(ch[0]), _ident(ch[1]), ch[2] if len(ch) > 2 else None, _span(meta))
 
-    def add(self, meta, ch):
-        return ast.BinOp("+", ch[0], ch[1], _span(meta))
-
-    def sub(self, meta, ch):
-        return ast.BinOp("-", ch[0], ch[1], _span(meta))
-
-    def mul(self, meta, ch):
-        return ast.BinOp("*", ch[0], ch[1], _span(meta))
-
-    def div(self, meta, ch):
-        return ast.BinOp("/", ch[0], ch[1], _span(meta))
-
-    def matmul(self, meta, ch):
-        return ast.BinOp("@", ch[0], ch[1], _span(meta))
-
-    def juxt(self, meta, ch):
-        return ast.BinOp("juxt", ch[0], ch[1], _span(meta))
-
-    def pow(self, meta, ch):
-        return ast.BinOp("^", ch[0], ch[1], _span(meta))
+    add, sub, mul, div, matmul, juxt, pow = map(binop, ["+", "-", "*", "/", "@", "juxt", "^"])
 
     def neg(self, meta, ch):
         return ast.Neg(ch[0], _span(meta))

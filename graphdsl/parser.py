@@ -219,6 +219,43 @@ def _unclosed(postlex: BracketPostLex, source: str) -> Token | None:
     return None
 
 
+def _character_error(err: UnexpectedCharacters, source: str, hint: str | None) -> SpecError:
+    span = Span(err.line, err.column, err.line, err.column + 1)
+    if err.char.isdigit() or err.char == ".":
+        word = re.match(r"[0-9.eE]*", source[err.pos_in_stream:]).group()
+        return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
+                         hint="a number has at most one decimal point, as in `1.25` or `2e-3`")
+    if err.char == "[":
+        return SpecError("only a name, a call or a bracket can be indexed", span,
+                         hint="write the index directly after the name, as in `x[0]`")
+    return SpecError(f"unexpected character `{err.char}`", span, hint=hint)
+
+
+def _closer_error(tok: Token, source: str) -> SpecError | None:
+    """A `)` or `]` that closes nothing, or closes the wrong kind of bracket."""
+    still_open = _open_brackets(source[:tok.start_pos])
+    if not still_open:
+        left = "(" if tok == ")" else "["
+        return SpecError(f"`{tok}` has no matching `{left}`", _tok_span(tok), hint=f"remove it, or add the `{left}` it closes")
+    left = source[still_open[-1]]
+    if (left, str(tok)) in (("(", ")"), ("[", "]")):
+        return None
+    line = source.count("\n", 0, still_open[-1]) + 1
+    return SpecError(f"`{tok}` cannot close the `{left}` on line {line}", _tok_span(tok),
+                     hint=f"close `{left}` with `{')' if left == '(' else ']'}`")
+
+
+def _keyword_error(tok: Token, source: str) -> SpecError | None:
+    """`show = x`: a keyword used as the name being assigned."""
+    line = source.splitlines()[tok.line - 1]
+    before = line[:tok.column - 1].split()
+    if tok.type != "EQUAL" or len(before) != 1 or before[0] not in KEYWORDS:
+        return None
+    col = len(line) - len(line.lstrip()) + 1
+    return SpecError(f"`{before[0]}` is a keyword and cannot be assigned to",
+                     Span(tok.line, col, tok.line, col + len(before[0])), hint="choose another name")
+
+
 def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) -> SpecError:
     opener = _unclosed(postlex, source)
     if opener is not None:
@@ -231,45 +268,21 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
                          getattr(err, "expected", None) or getattr(err, "allowed", None) or ())
     hint = f"expected {expected}" if expected else None
     if isinstance(err, UnexpectedCharacters):
-        char = err.char
-        span = Span(err.line, err.column, err.line, err.column + 1)
-        if char.isdigit() or char == ".":
-            word = re.match(r"[0-9.eE]*", source[err.pos_in_stream:]).group()
-            return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
-                             hint="a number has at most one decimal point, as in `1.25` or `2e-3`")
-        if char == "[":
-            return SpecError("only a name, a call or a bracket can be indexed", span,
-                             hint="write the index directly after the name, as in `x[0]`")
-        return SpecError(f"unexpected character `{char}`", span, hint=hint)
+        return _character_error(err, source, hint)
     tok = getattr(err, "token", None)
     if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
         return SpecError("the spec ends in the middle of a statement", None, hint=hint)
     if tok.type == "_NL":
-        span = Span(tok.line, tok.column, tok.line, tok.column + 1)
         if expected == "an expression":  # most likely the user meant the statement to go on
             hint += "; to go on to the next line, end this one with `\\`"
-        return SpecError("this line ends before the statement is complete", span, hint=hint)
-    span = _tok_span(tok)
-    if tok.type in CLOSERS:
-        still_open = _open_brackets(source[:tok.start_pos])
-        if not still_open:
-            left = "(" if tok == ")" else "["
-            return SpecError(f"`{tok}` has no matching `{left}`", span,
-                             hint=f"remove it, or add the `{left}` it closes")
-        left = source[still_open[-1]]
-        if (left, str(tok)) not in (("(", ")"), ("[", "]")):
-            line = source.count("\n", 0, still_open[-1]) + 1
-            return SpecError(f"`{tok}` cannot close the `{left}` on line {line}", span,
-                             hint=f"close `{left}` with `{')' if left == '(' else ']'}`")
-    line = source.splitlines()[tok.line - 1]
-    before = line[:tok.column - 1].split()
-    if tok.type == "EQUAL" and len(before) == 1 and before[0] in KEYWORDS:
-        col = len(line) - len(line.lstrip()) + 1
-        return SpecError(f"`{before[0]}` is a keyword and cannot be assigned to",
-                         Span(tok.line, col, tok.line, col + len(before[0])), hint="choose another name")
+        return SpecError("this line ends before the statement is complete",
+                         Span(tok.line, tok.column, tok.line, tok.column + 1), hint=hint)
+    special = (_closer_error(tok, source) if tok.type in CLOSERS else None) or _keyword_error(tok, source)
+    if special:
+        return special
     what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",
             "CALL": f"call `{str(tok)[:-1]}(`"}.get(tok.type, f"`{tok}`")
-    return SpecError(f"unexpected {what}", span, hint=hint)
+    return SpecError(f"unexpected {what}", _tok_span(tok), hint=hint)
 
 
 def parse(text: str, filename: str = "<spec>") -> ast.Program:

@@ -69,6 +69,11 @@ class Model:
             raise DataError(f"the spec defines no `{name}`; it defines {', '.join(self.spec.kinds)}")
         return self.spec.graph.names[name]
 
+    @property
+    def class_indices(self) -> list:
+        """Names of the leaves read as class indices: data, not something to differentiate."""
+        return [self.spec.graph.name_of(i) for i in self._classes]
+
     def _named(self, consts: bool = True) -> dict:
         """Every name and its node; aliases (`a = x`) share a node."""
         return {name: nid for name, nid in self.spec.graph.names.items()

@@ -94,3 +94,12 @@ def test_a_bug_is_one_line_and_exit_3_not_a_traceback(monkeypatch):
     result = invoke("run", "specs/jacobian.nn")
     assert result.exit_code == 3
     assert "internal error (KeyError" in result.output and "Traceback" not in result.output
+
+
+def test_readme_walkthrough_output_is_what_graphdsl_prints():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = re.search(r"prints every value a student\ncomputes by hand:\n\n```\n(.*?)```", readme, re.S).group(1)
+    assert invoke("run", "specs/seed000_s4_backprop.nn").output == shown

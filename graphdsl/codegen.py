@@ -25,7 +25,9 @@ def function(graph: Graph, name: str, leaves, outputs) -> str:
     """Source of one njit function taking `leaves` (node ids) and returning `outputs`."""
     labels = {nid: label for label, nid in graph.names.items()}
     needed = graph.ancestors(outputs)
-    lines = ["@njit(cache=True)", f"def {name}({', '.join(var(l) for l in leaves)}):"]
+    # error_model="numpy": a scalar divided by zero gives inf or nan, as in the reference
+    # interpreter and in array code, instead of Python's ZeroDivisionError.
+    lines = ['@njit(cache=True, error_model="numpy")', f"def {name}({', '.join(var(l) for l in leaves)}):"]
     for node in graph.nodes:
         if node.id not in needed or node.is_leaf:
             continue

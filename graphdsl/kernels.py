@@ -12,12 +12,19 @@ def _rows(x):
 
 
 @njit(cache=True)
+def logsumexp_row(x):
+    """logsumexp of one vector, as a float: generated code keeps every scalar a float, and a
+    0-d array (what logsumexp returns for a vector) cannot join floats in `np.array([...])`."""
+    m = x.max()
+    return m + np.log(np.sum(np.exp(x - m)))
+
+
+@njit(cache=True)
 def logsumexp(x):
     rows = _rows(x)
     out = np.empty(rows.shape[0])
     for r in range(rows.shape[0]):
-        m = rows[r].max()
-        out[r] = m + np.log(np.sum(np.exp(rows[r] - m)))
+        out[r] = logsumexp_row(rows[r])
     return out.reshape(x.shape[:-1])
 
 

@@ -36,7 +36,16 @@ register("softmax", shape=last_axis, ref=softmax_ref, code="K.softmax({0})",
 register("log_softmax", shape=last_axis, ref=lambda x: x - lse_ref(x)[..., None],
          code="K.log_softmax({0})", vjp=lambda g, y, x: (g - y.op("exp") * along_last(g, x),),
          doc="x - logsumexp(x) over the last axis, computed stably")
-register("logsumexp", shape=lambda x: last_axis(x)[:-1], ref=lse_ref, code="K.logsumexp({0})",
+
+
+def logsumexp_code(args, attrs, in_shapes, out_shape):
+    # A vector's logsumexp is a scalar, so a float, like every scalar in generated code.
+    if len(in_shapes[0]) == 1:
+        return f"K.logsumexp_row({args[0]})"
+    return f"K.logsumexp({args[0]})"
+
+
+register("logsumexp", shape=lambda x: last_axis(x)[:-1], ref=lse_ref, code=logsumexp_code,
          vjp=lambda g, y, x: (g.op("expand", shape=x.shape, axis=len(x.shape) - 1)
                               * (x - y.op("expand", shape=x.shape, axis=len(x.shape) - 1)).op("exp"),),
          doc="log(sum(e^x)) over the last axis, max-shifted for stability")

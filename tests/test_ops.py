@@ -1,0 +1,323 @@
+"""The op registry, op by op: every op has all its rules; its NumPy reference equals an
+independent formula (PyTorch or plain NumPy) and its shape rule; its Numba code equals its
+reference; and its vjp rule equals central differences of the formula.
+
+PROBES lists every op with the inputs it is tried on; a registry op without probes
+fails test_probes_cover_registry, so a new op cannot go untested.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphdsl import codegen, jit
+from graphdsl.autodiff import backward
+from graphdsl.interpret import evaluate
+from graphdsl.ir import Graph
+from graphdsl.ops import OPS
+
+RNG = np.random.default_rng(20240611)
+
+
+def r(*shape):
+    return RNG.normal(size=shape)
+
+
+def pos(*shape):
+    return RNG.uniform(0.5, 2.0, size=shape)
+
+
+def away0(*shape):
+    return RNG.choice([-1.0, 1.0], size=shape) * RNG.uniform(0.3, 1.5, size=shape)
+
+
+def T(fn):
+    """A torch function as a NumPy one: float64 tensors in, an array out."""
+    def run(*arrays, **attrs):
+        out = fn(*(torch.tensor(np.asarray(a, dtype=np.float64)) for a in arrays), **attrs)
+        return out.numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+    return run
+
+
+@dataclass(frozen=True)
+class Probe:
+    args: tuple
+    expected: Callable          # expected(*args, **attrs): the independent formula
+    attrs: dict = field(default_factory=dict)
+    smooth: bool = True         # False where central differences mislead: a kink, a tie, entries ~1000
+    nondiff: tuple = ()         # positions of arguments that are not differentiable (class indices)
+
+
+def unbroadcast_expected(g, *, shape):
+    return T(lambda t: t.sum_to_size(shape) if shape else t.sum())(g)
+
+
+def expand_expected(g, *, shape, axis=None):
+    t = torch.tensor(np.asarray(g, dtype=np.float64))
+    return (t if axis is None else t.unsqueeze(axis)).expand(shape).numpy()
+
+
+def scatter_expected(g, *, shape, idx):
+    out = torch.zeros(shape, dtype=torch.float64)
+    out[idx] = torch.tensor(np.asarray(g))
+    return out.numpy()
+
+
+def conv_t(x, k, stride):
+    return F.conv1d(x[None, None], k[None, None], stride=stride)[0, 0]
+
+
+def conv_dx_expected(g, k, *, n, stride):
+    x = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    return torch.autograd.grad(conv_t(x, torch.tensor(k), stride), x, torch.tensor(g))[0].numpy()
+
+
+def conv_dk_expected(g, x, *, d, stride):
+    k = torch.zeros(d, dtype=torch.float64, requires_grad=True)
+    return torch.autograd.grad(conv_t(torch.tensor(x), k, stride), k, torch.tensor(g))[0].numpy()
+
+
+def pick_expected(z, k):
+    z, k = torch.tensor(z), torch.tensor(np.asarray(k)).long()
+    return torch.gather(z, -1, k.unsqueeze(-1)).squeeze(-1).numpy()
+
+
+def onehot_expected(k, *, classes):
+    return F.one_hot(torch.tensor(np.asarray(k)).long(), classes).double().numpy()
+
+
+def binary(fn, first=r):
+    """Probes for an elementwise binary op: equal shapes, and a scalar, a vector and a column broadcast."""
+    return [Probe((first(2, 3), pos(2, 3)), fn), Probe((pos(), r(2, 3)), fn), Probe((pos(2, 3), pos()), fn),
+            Probe((first(3), pos(2, 3)), fn), Probe((pos(2, 1), pos(1, 3)), fn), Probe((pos(), pos()), fn)]
+
+
+def along(fn):
+    """A torch reduction taking graphdsl's axis=None | k."""
+    return T(lambda x, axis=None: fn(x) if axis is None else fn(x, axis))
+
+
+def unary(fn, draw=r, kink=None):
+    """A matrix and a scalar, plus the kink point itself (for the reference, not differences)."""
+    probes = [Probe((draw(2, 3),), fn), Probe((draw(),), fn)]
+    if kink is not None:
+        probes.append(Probe((np.array([[kink, 1.0, -1.0], [kink, -2.0, 0.5]]),), fn, smooth=False))
+    return probes
+
+
+TIES = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, -1.0], [0.5, 2.0, 2.0]])
+
+PROBES = {
+    "add": binary(lambda a, b: a + b),
+    "sub": binary(lambda a, b: a - b),
+    "mul": binary(lambda a, b: a * b),
+    "div": [Probe((r(2, 3), away0(2, 3)), lambda a, b: a / b), Probe((r(), away0(3)), lambda a, b: a / b),
+            Probe((r(2, 3), away0(3)), lambda a, b: a / b), Probe((r(2, 1), away0()), lambda a, b: a / b)],
+    "pow": binary(T(torch.pow), pos) + [Probe((r(4), np.float64(2.0)), T(torch.pow)),
+                                  Probe((np.float64(2.0), r(4)), T(torch.pow))],
+    "eq": [Probe((np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 3.0])), T(lambda a, b: (a == b).double())),
+           Probe((np.array([[1.0, 2.0], [2.0, 1.0]]), np.float64(2.0)), T(lambda a, b: (a == b).double())),
+           Probe((np.float64(1.5), np.float64(1.5)), T(lambda a, b: (a == b).double()))],
+    "neg": unary(lambda x: -x),
+    "exp": unary(T(torch.exp)),
+    "log": unary(T(torch.log), pos),
+    "sin": unary(T(torch.sin)),
+    "cos": unary(T(torch.cos)),
+    "sqrt": unary(T(torch.sqrt), pos),
+    "abs": unary(T(torch.abs), away0, kink=0.0),
+    "sign": unary(T(torch.sign), away0, kink=0.0),
+    "sigmoid": unary(T(torch.sigmoid)) + [Probe((np.array([-800.0, 800.0, 0.0]),), T(torch.sigmoid), smooth=False)],
+    "tanh": unary(T(torch.tanh)),
+    "relu": unary(T(torch.relu), away0, kink=0.0),
+    "step": unary(T(lambda x: (x > 0).double()), away0, kink=0.0),
+    "is_zero": unary(T(lambda x: (x == 0).double()), away0, kink=0.0),
+    "softplus": unary(T(F.softplus)) + [Probe((np.array([-800.0, 800.0, 30.0]),), T(F.softplus), smooth=False)],
+    "matmul": [Probe((r(2, 3), r(3, 4)), T(torch.matmul)), Probe((r(2, 3), r(3)), T(torch.matmul)),
+               Probe((r(2), r(2, 3)), T(torch.matmul)), Probe((r(3), r(3)), T(torch.matmul))],
+    "transpose": [Probe((r(2, 3),), lambda x: np.array(x.T)), Probe((r(3),), lambda x: x), Probe((r(),), lambda x: x),
+                  Probe((r(2, 3, 4),), T(lambda x: x.permute(2, 1, 0)))],
+    "outer": [Probe((r(2), r(3)), T(torch.outer))],
+    "sum": [Probe((r(2, 3),), along(torch.sum)), Probe((r(2, 3),), along(torch.sum), {"axis": 0}),
+            Probe((r(2, 3),), along(torch.sum), {"axis": 1}), Probe((r(4),), along(torch.sum), {"axis": 0}),
+            Probe((r(),), along(torch.sum)), Probe((r(2, 3, 2),), along(torch.sum), {"axis": 1})],
+    "max": [Probe((r(2, 3),), along(torch.amax)), Probe((r(3, 3),), along(torch.amax), {"axis": 0}),
+            Probe((r(2, 4),), along(torch.amax), {"axis": 1}), Probe((r(4),), along(torch.amax)),
+            Probe((r(4),), along(torch.amax), {"axis": 0}), Probe((r(2, 2, 2),), along(torch.amax)),
+            Probe((TIES,), along(torch.amax), smooth=False),
+            Probe((TIES,), along(torch.amax), {"axis": 0}, smooth=False),
+            Probe((TIES,), along(torch.amax), {"axis": 1}, smooth=False)],
+    "expand": [Probe((r(),), expand_expected, {"shape": (2, 3), "axis": None}),
+               Probe((r(3),), expand_expected, {"shape": (2, 3), "axis": 0}),
+               Probe((r(2),), expand_expected, {"shape": (2, 3), "axis": 1}),
+               Probe((r(),), expand_expected, {"shape": (3,), "axis": 0}),
+               Probe((r(2, 3),), expand_expected, {"shape": (2, 4, 3), "axis": 1})],
+    "unbroadcast": [Probe((r(2, 3),), unbroadcast_expected, {"shape": shape})
+                    for shape in [(3,), (), (1, 3), (2, 1), (1, 1)]]
+                   + [Probe((r(3),), unbroadcast_expected, {"shape": (1,)}),
+                      Probe((r(2, 2, 3),), unbroadcast_expected, {"shape": (2, 1, 3)})],
+    "scalar": [Probe((), lambda *, value: np.float64(value), {"value": 2.5}),
+               Probe((), lambda *, value: np.float64(value), {"value": -1e-3})],
+    "index": [Probe((r(4),), lambda x, *, idx: x[idx], {"idx": (1,)}),
+              Probe((r(2, 3),), lambda x, *, idx: x[idx], {"idx": (1, 2)}),
+              Probe((r(2, 3),), lambda x, *, idx: x[idx], {"idx": (1,)}),
+              Probe((r(2, 3, 2),), lambda x, *, idx: x[idx], {"idx": (1, 0)})],
+    "scatter": [Probe((r(),), scatter_expected, {"shape": (4,), "idx": (2,)}),
+                Probe((r(),), scatter_expected, {"shape": (2, 3), "idx": (1, 0)}),
+                Probe((r(3),), scatter_expected, {"shape": (2, 3), "idx": (1,)}),
+                Probe((r(2),), scatter_expected, {"shape": (2, 3, 2), "idx": (0, 2)})],
+    "stack": [Probe((r(), r(), r()), T(lambda *xs: torch.stack(xs))),
+              Probe((r(3), r(3)), T(lambda *xs: torch.stack(xs))),
+              Probe((r(2, 2), r(2, 2)), T(lambda *xs: torch.stack(xs)))],
+    "concat": [Probe((r(), r(2), r(), r(3)), T(lambda *xs: torch.cat([x.reshape(-1) for x in xs]))),
+               Probe((r(2), r(2)), T(lambda *xs: torch.cat(xs)))],
+    "slice": [Probe((r(5),), lambda x, *, start, stop: x[start:stop], {"start": 1, "stop": 4}),
+              Probe((r(3),), lambda x, *, start, stop: x[start:stop], {"start": 0, "stop": 3})],
+    "softmax": [Probe((r(4),), T(lambda x: x.softmax(-1))), Probe((r(2, 3),), T(lambda x: x.softmax(-1))),
+                Probe((r(2, 2, 3),), T(lambda x: x.softmax(-1))),
+                Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.softmax(-1)), smooth=False)],
+    "log_softmax": [Probe((r(4),), T(lambda x: x.log_softmax(-1))), Probe((r(2, 3),), T(lambda x: x.log_softmax(-1))),
+                    Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.log_softmax(-1)), smooth=False)],
+    "logsumexp": [Probe((r(4),), T(lambda x: x.logsumexp(-1))), Probe((r(3, 4),), T(lambda x: x.logsumexp(-1))),
+                  Probe((np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]]),),
+                        T(lambda x: x.logsumexp(-1)), smooth=False)],
+    "pick": [Probe((r(4), np.float64(2.0)), pick_expected, nondiff=(1,)),
+             Probe((r(3, 4), np.array([0.0, 3.0, 1.0])), pick_expected, nondiff=(1,)),
+             Probe((r(2, 2, 3), np.array([[0.0, 2.0], [1.0, 1.0]])), pick_expected, nondiff=(1,))],
+    "onehot": [Probe((np.float64(2.0),), onehot_expected, {"classes": 4}, nondiff=(0,)),
+               Probe((np.array([0.0, 3.0, 1.0]),), onehot_expected, {"classes": 4}, nondiff=(0,)),
+               Probe((np.array([[0.0, 2.0], [1.0, 1.0]]),), onehot_expected, {"classes": 3}, nondiff=(0,))],
+    "conv1d": [Probe((r(7), r(3)), T(conv_t), {"stride": 1}), Probe((r(9), r(3)), T(conv_t), {"stride": 2}),
+               Probe((r(8), r(3)), T(conv_t), {"stride": 2}), Probe((r(3), r(3)), T(conv_t), {"stride": 1})],
+    "conv1d_dx": [Probe((r(5), r(3)), conv_dx_expected, {"n": 7, "stride": 1}),
+                  Probe((r(3), r(3)), conv_dx_expected, {"n": 8, "stride": 2})],
+    "conv1d_dk": [Probe((r(5), r(7)), conv_dk_expected, {"d": 3, "stride": 1}),
+                  Probe((r(3), r(8)), conv_dk_expected, {"d": 3, "stride": 2})],
+}
+ALL = [(op, i) for op in PROBES for i in range(len(PROBES[op]))]
+
+
+def probe_id(p):
+    return f"{p[0]}-{p[1]}" if isinstance(p, tuple) else str(p)
+
+
+# -- completeness ----------------------------------------------------------------
+
+def test_probes_cover_registry():
+    assert set(OPS) - set(PROBES) == set(), "registry ops without probes: add them to PROBES"
+    assert set(PROBES) - set(OPS) == set(), "probes for ops the registry does not have"
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_has_every_rule(name):
+    op = OPS[name]
+    assert op.name == name
+    assert callable(op.shape), "shape rule"
+    assert callable(op.ref), "NumPy reference"
+    assert callable(op.code), "code template"
+    assert op.doc.strip(), "doc"
+    if op.backward_only:
+        assert op.vjp is None, "a backward-only op is never differentiated, so it has no vjp rule"
+    else:
+        assert callable(op.vjp), "vjp rule"
+
+
+# -- the reference against independent formulas and the shape rule ---------------
+
+@pytest.mark.parametrize("probe", ALL, ids=probe_id)
+def test_ref_matches_independent_formula(probe):
+    op, i = probe
+    p = PROBES[op][i]
+    with np.errstate(over="ignore"):
+        got = OPS[op].ref(*p.args, **p.attrs)
+    want = p.expected(*p.args, **p.attrs)
+    shape = OPS[op].shape(*(np.shape(a) for a in p.args), **p.attrs)
+    assert np.shape(got) == tuple(shape), f"ref gives {np.shape(got)}, shape rule says {shape}"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+# -- the Numba code against the reference ------------------------------------------
+
+def build(op: str, p: Probe):
+    """A graph with a leaf per argument and the op applied to them."""
+    g = Graph()
+    leaves = [g.leaf("input", None, np.shape(a)) for a in p.args]
+    out = g.add(op, leaves, p.attrs)
+    return g, leaves, out
+
+
+def leaf_value(a):
+    return float(a) if np.ndim(a) == 0 else np.ascontiguousarray(a, dtype=np.float64)
+
+
+@lru_cache(maxsize=None)
+def compiled_outputs(op: str) -> list:
+    """Every probe of one op in one small kernel: one compile per op (large kernels compile slowly)."""
+    g, leaves, outs, values = Graph(), [], [], []
+    for p in PROBES[op]:
+        ids = [g.leaf("input", None, np.shape(a)) for a in p.args]
+        outs.append(g.add(op, ids, p.attrs))
+        leaves += ids
+        values += [leaf_value(a) for a in p.args]
+    kernel = jit.load(codegen.module([codegen.function(g, "kernel", leaves, outs)])).kernel
+    return list(kernel(*values))
+
+
+@pytest.mark.parametrize("op", sorted(PROBES))
+def test_code_matches_ref(op):
+    for p, got in zip(PROBES[op], compiled_outputs(op)):
+        with np.errstate(over="ignore"):
+            want = OPS[op].ref(*p.args, **p.attrs)
+        assert np.shape(got) == np.shape(want), f"{op}{p.attrs}: code gives {np.shape(got)}, ref {np.shape(want)}"
+        # Generated code keeps scalars as floats: a 0-d array among floats breaks `np.array([...])`
+        # (stacking) when Numba types it.
+        assert np.shape(want) != () or not isinstance(got, np.ndarray), f"{op}{p.attrs}: a 0-d array, not a float"
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"{op} {p.attrs}")
+
+
+# -- the vjp rule against central differences ---------------------------------------
+
+def central_diff(f, args: list, i: int, eps=1e-6) -> np.ndarray:
+    base = np.array(args[i], dtype=np.float64)
+    grad = np.zeros_like(base)
+    for index in np.ndindex(base.shape):
+        sides = []
+        for step in (eps, -eps):
+            moved = base.copy()
+            moved[index] += step
+            sides.append(f(*args[:i], moved, *args[i + 1:]))
+        grad[index] = (sides[0] - sides[1]) / (2 * eps)
+    return grad
+
+
+VJP = [(op, i) for op, i in ALL if not OPS[op].backward_only and PROBES[op][i].args and PROBES[op][i].smooth]
+
+
+@pytest.mark.parametrize("probe", VJP, ids=probe_id)
+def test_vjp_matches_differences(probe):
+    """L = sum(w * op(args)) for random w: the backward graph's gradients equal differences of
+    the independent formula."""
+    op, i = probe
+    p = PROBES[op][i]
+    g, leaves, out = build(op, p)
+    w = np.random.default_rng(zlib.crc32(f"{op}-{i}".encode())).normal(size=g.nodes[out].shape)
+    w_id = g.leaf("input", None, np.shape(w))
+    loss = g.add("sum", [g.add("mul", [w_id, out])])
+    diff = [leaf for j, leaf in enumerate(leaves) if j not in p.nondiff]
+    grads = backward(g, loss, diff)
+    values = {leaf: leaf_value(a) for leaf, a in zip(leaves, p.args)}
+    values[w_id] = leaf_value(w)
+    got = evaluate(g, values, [grads[d] for d in diff])
+    f = lambda *args: float(np.sum(w * p.expected(*args, **p.attrs)))  # noqa: E731
+    for j, leaf in enumerate(leaves):
+        if j in p.nondiff:
+            continue
+        want = central_diff(f, list(p.args), j)
+        assert np.shape(got[grads[leaf]]) == np.shape(p.args[j]), f"gradient of argument {j} has the wrong shape"
+        np.testing.assert_allclose(got[grads[leaf]], want, rtol=1e-6, atol=1e-8, err_msg=f"{op}: argument {j}")

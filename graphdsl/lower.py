@@ -68,6 +68,7 @@ class Lowering:
         self.kinds: dict = {}
         self.made_by: dict = {}
         self.resolving: list = []   # names being lowered, for cycle reports
+        self.only_constants = None  # while evaluating a literal: what it is the value of
         self.param_order = {s.name.text: i for i, s in enumerate(
             s for s in program.statements if isinstance(s, ast.Decl) and s.kind == "param")}
         for stmt in program.statements:
@@ -170,8 +171,6 @@ class Lowering:
         if not np.all(np.isfinite(value)):
             raise SpecError(f"{what} is not finite", expr.span, hint="check for division by zero or overflow")
         return value
-
-    only_constants: str | None = None
 
     def initialise(self, d: ast.Decl, shape) -> np.ndarray:
         call = d.value

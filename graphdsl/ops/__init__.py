@@ -76,9 +76,5 @@ class Sym:
     def __matmul__(self, o): return self.op("matmul", o)
 
 
-def sym(graph: Graph, node_id: int) -> Sym:
-    return Sym(graph, node_id)
-
-
 # Importing the op families fills OPS.
 from . import elementwise, linalg, reduce, structure, nn  # noqa: E402,F401

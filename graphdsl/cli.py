@@ -65,26 +65,23 @@ def run(spec, engine, precision):
     from .report import table
 
     model = open_spec(spec, engine)
-    requests = model.spec.requests
-    if not requests:
-        click.echo(table("values", list(model.forward().items()), precision))
+    values = model.forward()
+    if not model.spec.requests:
+        click.echo(table("values", list(values.items()), precision))
         return
     blocks = []
-    for r in requests:
+    for r in model.spec.requests:
         if r.kind == "show":
-            values = model.forward()
             blocks.append(table("values", [(n, values[n]) for n in r.names], precision))
         elif r.kind == "grad":
             grads = model.grad(r.loss)
             blocks.append(table(f"gradients of {r.loss}", [(f"d{r.loss}/d{n}", grads[n]) for n in r.names], precision))
         else:
             of, wrt = r.names
-            point = {} if r.at is None else {wrt: r.at}
-            jac = model.jacobian(of, wrt, **point)
-            where = model.forward(**point)[wrt]
-            from .report import fmt_value
-            blocks.append(table(f"jacobian of {of} with respect to {wrt} at {wrt} = {fmt_value(where, precision)}",
-                                [(f"d{of}/d{wrt}", jac)], precision))
+            point = values[wrt] if r.at is None else r.at
+            jac = model.jacobian(of, wrt, **({} if r.at is None else {wrt: r.at}))
+            blocks.append(table(f"jacobian of {of} with respect to {wrt}",
+                                [(wrt, point), (f"d{of}/d{wrt}", jac)], precision))
     click.echo("\n\n".join(blocks))
 
 

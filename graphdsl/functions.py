@@ -39,17 +39,13 @@ define("eq", ["a", "b"], lambda a, b: a.op("eq", b), "1 where a == b exactly, el
 define("outer", ["u", "v"], lambda u, v: u.op("outer", v), "outer product u v'")
 
 
-def count(shape: tuple, axis) -> int:
-    n = 1
-    for d in (shape if axis is None else shape[axis:axis + 1]):
-        n *= d
-    return n
+def mean(x: Sym, axis=None) -> Sym:
+    return x.op("sum", axis=axis) / float(np.prod(x.shape if axis is None else x.shape[axis]))
 
 
 define("sum", ["x"], lambda x, axis=None: x.op("sum", axis=axis), "sum of all entries, or along axis=k",
        axis=("axis", None))
-define("mean", ["x"], lambda x, axis=None: x.op("sum", axis=axis) / float(count(x.shape, axis)),
-       "mean of all entries, or along axis=k", axis=("axis", None))
+define("mean", ["x"], mean, "mean of all entries, or along axis=k", axis=("axis", None))
 define("max", ["x"], lambda x, axis=None: x.op("max", axis=axis),
        "largest entry, or along axis=k; ties share the gradient", axis=("axis", None))
 
@@ -71,8 +67,7 @@ define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=str
 def reduce_loss(per_item: Sym, reduce: str) -> Sym:
     if per_item.shape == ():
         return per_item
-    total = per_item.op("sum")
-    return total / float(count(per_item.shape, None)) if reduce == "mean" else total
+    return mean(per_item) if reduce == "mean" else per_item.op("sum")
 
 
 def check_pair(pred: Sym, target: Sym) -> None:

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
@@ -24,14 +25,16 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("graphdsl"))
 
 
-def module_key(source: str) -> str:
+@lru_cache(maxsize=1)
+def toolchain() -> str:
+    """What else decides the machine code: graphdsl's and Numba's versions and the helper kernels."""
     import numba
 
-    h = hashlib.sha256()
-    for part in (source, __version__, numba.__version__, KERNELS.read_text()):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:24]
+    return "\0".join((__version__, numba.__version__, KERNELS.read_text()))
+
+
+def module_key(source: str) -> str:
+    return hashlib.sha256(f"{source}\0{toolchain()}".encode()).hexdigest()[:24]
 
 
 def write_once(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from .errors import ClassIndexError, DataError, SpecError
 from .interpret import evaluate
 from .ir import Graph, fmt_shape
 from .lower import Spec
+from .ops.nn import not_class_indices
 
 ENGINES = ("numba", "numpy")
 
@@ -23,12 +24,17 @@ class Program:
     leaves: list
     outputs: list
     labels: list
+    kernel: object = None  # the compiled function, once loaded
+
+    @property
+    def source(self) -> str:
+        return codegen.module([codegen.function(self.graph, "kernel", self.leaves, self.outputs)])
 
 
 def bad_classes(name: str, value, classes: int) -> str | None:
     """What is wrong with a value read as class indices, or None."""
     value = np.asarray(value)
-    bad = (value != np.round(value)) | (value < 0) | (value >= classes)
+    bad = not_class_indices(value, classes)
     if not np.any(bad):
         return None
     return (f"`{name}` holds class indices, which must be whole numbers from 0 to {classes - 1}, "
@@ -56,7 +62,8 @@ class Model:
         self._classes = {graph.nodes[n.args[1]].id: graph.nodes[n.args[0]].shape[-1]
                          for n in graph.nodes if n.op == "pick" and graph.nodes[n.args[1]].is_leaf}
         self._programs: dict = {}
-        self._kernels: dict = {}
+        # leaf id -> name, for every program: they share the spec's leaf ids
+        self._leaf_names = {nid: name for name, nid in graph.names.items() if graph.nodes[nid].is_leaf}
 
     # -- what the spec defines --------------------------------------------
 
@@ -89,7 +96,7 @@ class Model:
                                 f"those are {', '.join(settable)}")
         values = {}
         for node in graph.leaves():
-            name = graph.name_of(node.id)
+            name = self._leaf_names.get(node.id)
             if name is None:  # a Jacobian's seed, supplied per call
                 continue
             if name in inputs:
@@ -120,21 +127,12 @@ class Model:
                 found = evaluate(program.graph, leaves, program.outputs)
                 results = [found[o] for o in program.outputs]
             else:
-                results = self._kernel(program)(*(leaves[l] for l in program.leaves))
+                program.kernel = program.kernel or jit.load(program.source).kernel
+                results = program.kernel(*(leaves[l] for l in program.leaves))
         except ClassIndexError as err:  # a class index the spec computes from its data
             raise DataError(str(err)) from None
         return {label: (np.float64(r) if np.ndim(r) == 0 else np.array(r))
                 for label, r in zip(program.labels, results)}
-
-    def _kernel(self, program: Program):
-        key = id(program)
-        if key not in self._kernels:
-            self._kernels[key] = jit.load(self._source(program)).kernel
-        return self._kernels[key]
-
-    @staticmethod
-    def _source(program: Program) -> str:
-        return codegen.module([codegen.function(program.graph, "kernel", program.leaves, program.outputs)])
 
     def _program(self, key, build) -> Program:
         if key not in self._programs:
@@ -175,7 +173,7 @@ class Model:
 
     def source(self, which: str = "forward") -> str:
         """The generated Numba module for the forward pass, or for the gradient ("grad")."""
-        return self._source(self._forward_program() if which == "forward" else self._grad_program(None))
+        return (self._forward_program() if which == "forward" else self._grad_program(None)).source
 
     def jacobian(self, of: str, wrt: str, **inputs) -> np.ndarray:
         """d(of)/d(wrt) at the given inputs, shaped of.shape + wrt.shape."""
@@ -190,14 +188,11 @@ class Model:
         program = self._program(("jacobian", of, wrt), build)
         seed_id = program.leaves[-1]
         shape_f = self.spec.graph.nodes[f].shape
-        rows = []
-        for i in range(int(np.prod(shape_f))):
-            basis = np.zeros(int(np.prod(shape_f)))
-            basis[i] = 1.0
-            seed = float(basis[0]) if shape_f == () else basis.reshape(shape_f)
-            rows.append(self._run(program, inputs, {seed_id: seed})["row"])
-        shape_x = self.spec.graph.nodes[x].shape
-        return np.array(rows).reshape(shape_f + shape_x)
+        if shape_f == ():
+            return self._run(program, inputs, {seed_id: 1.0})["row"]
+        rows = [self._run(program, inputs, {seed_id: basis.reshape(shape_f)})["row"]
+                for basis in np.eye(int(np.prod(shape_f)))]
+        return np.array(rows).reshape(shape_f + self.spec.graph.nodes[x].shape)
 
     def summary(self) -> str:
         from .report import summary

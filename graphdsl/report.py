@@ -23,7 +23,7 @@ def table(title: str, rows, precision: int = 6) -> str:
         left = f"{name} {fmt_shape(np.shape(value))}".ljust(width)
         text = fmt_value(value, precision).splitlines()
         out.append(f"  {left}  {text[0]}")
-        out.extend(f"  {' ' * width}  {line}" for line in text[1:])
+        out.extend(f"  {' ' * width}  {line}".rstrip() for line in text[1:])
     return "\n".join(out)
 
 

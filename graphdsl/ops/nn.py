@@ -59,11 +59,16 @@ def pick_shape(z: tuple, k: tuple) -> tuple:
     return k
 
 
-def class_indices(k, classes: int) -> np.ndarray:
+def not_class_indices(k, classes: int) -> np.ndarray:
+    """Where k is not a whole number from 0 to classes - 1."""
     k = np.asarray(k)
-    if np.any((k != np.round(k)) | (k < 0) | (k >= classes)):
+    return (k != np.round(k)) | (k < 0) | (k >= classes)
+
+
+def class_indices(k, classes: int) -> np.ndarray:
+    if np.any(not_class_indices(k, classes)):
         raise ClassIndexError(CLASS_INDEX_PROBLEM)
-    return k.astype(np.int64)
+    return np.asarray(k).astype(np.int64)
 
 
 def pick_ref(z, k):

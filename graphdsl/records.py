@@ -1,0 +1,290 @@
+"""What training writes for people: the step trace CSV, the epoch log, weight files,
+the History object and metric plots.
+
+The training loop fills numeric buffers inside Numba and hands them here between
+chunks of epochs, so everything in this module is plain Python on NumPy arrays.
+Every file a reader might open mid-run is either appended in whole lines (the CSVs)
+or replaced atomically (weights, plots).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import uuid
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from math import nan
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .ir import fmt_shape
+
+# Keys of optimizer state and metadata in a weights file. Spec names never contain
+# ':', so these can never clash with a parameter's name.
+STATE_PREFIX = "state:"
+META_PREFIX = "meta:"
+
+# The metric groups plot_history draws, one axes each.
+PANELS = (("loss", "val_loss"), ("accuracy", "val_accuracy"))
+
+
+def flat_names(name: str, shape: tuple) -> list[str]:
+    """Column names of a value flattened in C order: W[0,1] for a matrix entry, b[2] for a
+    vector entry, L for a scalar. Names may contain dots (layer copies like `W.0`)."""
+    if tuple(shape) == ():
+        return [name]
+    return [f"{name}[{','.join(map(str, index))}]" for index in np.ndindex(*shape)]
+
+
+def grad_names(loss: str, name: str, shape: tuple) -> list[str]:
+    """Gradient columns, documented naming: dL/dW[0,1] (d<loss>/d<flat name>)."""
+    return [f"d{loss}/d{column}" for column in flat_names(name, shape)]
+
+
+def _cannot_write(path, err: OSError) -> DataError:
+    return DataError(f"cannot write {path}: {err.strerror or err}")
+
+
+def _csv_line(ints, floats) -> str:
+    """One CSV line: integers as integers, floats at full precision. repr is the shortest
+    text that reads back to the same float, and its nan/inf/-inf are what pandas reads."""
+    return ",".join([*(str(int(x)) for x in ints), *(repr(float(x)) for x in floats)]) + "\n"
+
+
+class _CsvLog:
+    """A CSV file written in whole lines: each append is one write, then a flush, so a
+    reader (or a crash) mid-run finds only complete rows on disk."""
+
+    def __init__(self, path, header: list[str]):
+        self.path = path
+        try:
+            self._file = open(path, "w", encoding="utf-8", newline="")
+        except OSError as err:
+            raise _cannot_write(path, err) from None
+        # csv quotes the names that need it: flat names like W[0,1] contain a comma.
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow(header)
+        self._write(text.getvalue())
+
+    def _write(self, text: str) -> None:
+        self._file.write(text)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TraceWriter(_CsvLog):
+    """Per-step trace CSV: header `step,epoch,<columns...>`; step and epoch written as
+    integers, every other value at full precision; nan and inf read back by pandas.read_csv."""
+
+    def __init__(self, path, columns: list[str]):
+        super().__init__(path, ["step", "epoch", *columns])
+        self.width = 2 + len(columns)
+
+    def append(self, rows: np.ndarray) -> None:
+        """Write rows (2-D; columns step, epoch, then the trace columns) in one write."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.width:
+            raise DataError(f"cannot append to {self.path}: rows must be [n, {self.width}] "
+                            f"(step, epoch and {self.width - 2} trace columns), not {fmt_shape(rows.shape)}")
+        # Format everything first: a failure while formatting leaves the file untouched.
+        self._write("".join(_csv_line(row[:2], row[2:]) for row in rows.tolist()))
+
+
+class EpochLog(_CsvLog):
+    """Keras CSVLogger shape: header `epoch,<metric names...>`, one row per epoch, flushed
+    after every append. A metric missing from an epoch's values is written as nan."""
+
+    def __init__(self, path, metrics: list[str]):
+        super().__init__(path, ["epoch", *metrics])
+        self.metrics = list(metrics)
+
+    def append(self, epoch: int, values: dict[str, float]) -> None:
+        unknown = [key for key in values if key not in self.metrics]
+        if unknown:
+            raise DataError(f"cannot log to {self.path}: {', '.join(map(repr, unknown))} not among "
+                            f"its columns {', '.join(self.metrics)}; name every metric when creating the log")
+        self._write(_csv_line([epoch], [values.get(key, nan) for key in self.metrics]))
+
+
+@dataclass
+class History:
+    """Like Keras' History: epoch numbers and metric lists, e.g. history["loss"].
+
+    The lists stay aligned with `epoch`: a metric missing from an epoch (say val_loss
+    computed every few epochs) is nan there, so history[key][i] is always epoch[i]'s."""
+
+    epoch: list[int] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    trace: np.ndarray | None = None       # the step trace, when train(trace=True) keeps it
+    trace_columns: list = field(default_factory=list)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def append(self, epoch: int, values: dict[str, float]) -> None:
+        self.extend([epoch], {key: [value] for key, value in values.items()})
+
+    def extend(self, epochs: list, columns: dict) -> None:
+        """Several epochs at once: `columns` maps each metric to one value per epoch."""
+        for key in columns:
+            if key not in self.history:
+                self.history[key] = [nan] * len(self.epoch)
+        self.epoch.extend(int(e) for e in epochs)
+        for key, column in self.history.items():
+            column.extend(float(v) for v in columns.get(key, [nan] * len(epochs)))
+
+
+def _write_atomically(path, write) -> None:
+    """Call write(binary file) on a temp file beside path, fsync it, then os.replace it over
+    path: a crash at any moment leaves the old complete file or the new complete one.
+    The temp file sits in the same directory so the replace is a rename on one filesystem;
+    `open(..., "x")` (not mkstemp) so the file gets the usual umask permissions, not 0600."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _cannot_write(path, err) from None
+        raise
+
+
+def _weight_arrays(path, params: dict, state: dict, meta: dict) -> dict[str, np.ndarray]:
+    """Every array the weights file holds, keyed as it will be in the .npz."""
+    arrays = {name: np.asarray(value) for name, value in params.items()}
+    arrays.update((STATE_PREFIX + key, np.asarray(value)) for key, value in state.items())
+    arrays.update((META_PREFIX + key, np.asarray(value)) for key, value in meta.items())
+    for key, array in arrays.items():
+        if array.dtype.hasobject:
+            raise DataError(f"cannot save `{key}` to {path}: it holds Python objects; "
+                            "weights files hold numeric arrays only")
+    clashing = [name for name in params if ":" in name]
+    if clashing:
+        raise DataError(f"cannot save {path}: parameter names may not contain ':' "
+                        f"({', '.join(clashing)}); it marks state and metadata keys")
+    bad_meta = [key for key in meta if arrays[META_PREFIX + key].ndim]
+    if bad_meta:
+        raise DataError(f"cannot save {path}: metadata must be single numbers, not arrays ({', '.join(bad_meta)})")
+    return arrays
+
+
+def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
+    """What np.savez writes, without passing names as keyword arguments: a parameter
+    named `file` or `allow_pickle` would collide with np.savez's own arguments."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, array in arrays.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def save_weights(path, params: dict[str, np.ndarray], state: dict[str, np.ndarray] | None = None,
+                 meta: dict[str, int | float] | None = None) -> None:
+    """An .npz keyed by parameter name (np.load(path)["W"] works for anyone); optimizer
+    state under `state:<key>` and metadata (epoch, step, seed...) under `meta:<key>`.
+    Written atomically, to exactly `path` (no .npz is appended)."""
+    arrays = _weight_arrays(path, params, state or {}, meta or {})
+    _write_atomically(path, lambda f: _write_npz(f, arrays))
+
+
+def _read_npz(path) -> dict[str, np.ndarray]:
+    """Every array in an .npz, read without pickle; any failure is a DataError naming the file."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as err:
+        raise DataError(f"cannot read weights file {path}: {err.strerror or err}; check the path") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        archive = None  # neither a zip nor an .npy: the same answer as a lone .npy array
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} is not a weights file: expected an .npz archive of named arrays, "
+                        "as save_weights or np.savez writes")
+    with archive:
+        arrays = {}
+        for key in archive.files:
+            try:
+                arrays[key] = archive[key]
+            except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                raise DataError(f"{path}: cannot read `{key}` ({err}); graphdsl loads plain numeric "
+                                "arrays only, never pickled objects: save the weights again with "
+                                "save_weights or np.savez") from None
+    return arrays
+
+
+def _check_params(path, params: dict[str, np.ndarray], shapes: dict[str, tuple]) -> None:
+    """Every expected parameter present with its shape, and nothing else; all problems at once."""
+    problems = []
+    for name, shape in shapes.items():
+        if name not in params:
+            problems.append(f"`{name}` ({fmt_shape(tuple(shape))}) is missing")
+        elif params[name].shape != tuple(shape):
+            problems.append(f"`{name}` is {fmt_shape(params[name].shape)} in the file "
+                            f"but the spec expects {fmt_shape(tuple(shape))}")
+    problems += [f"`{name}` ({fmt_shape(array.shape)}) is not a parameter of the spec"
+                 for name, array in params.items() if name not in shapes]
+    if problems:
+        raise DataError(f"{path} does not fit the spec: {'; '.join(problems)}. Load it with the "
+                        "spec it was saved from, or train again to write new weights")
+
+
+def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
+    """(params, state, meta) from a weights file, checked against the expected parameter
+    shapes. State and meta are empty for a plain weights file; meta values are Python numbers."""
+    params, state, meta = {}, {}, {}
+    for key, array in _read_npz(path).items():
+        if key.startswith(STATE_PREFIX):
+            state[key[len(STATE_PREFIX):]] = array
+        elif key.startswith(META_PREFIX):
+            meta[key[len(META_PREFIX):]] = array.item()
+        else:
+            params[key] = array
+    _check_params(path, params, shapes)
+    return params, state, meta
+
+
+def plot_history(history: History, path) -> None:
+    """Loss (and val_loss) on one axes, accuracy (and val_accuracy) on another when present,
+    against epoch, written as a PNG atomically. Needs the optional matplotlib."""
+    try:
+        # The Agg canvas on a bare Figure: no display, and no pyplot state changed in
+        # the caller's process (a notebook keeps its own backend).
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DataError(f'cannot plot {path}: plotting needs matplotlib; '
+                        f'install it with: pip install "graphdsl[plot]"') from None
+    panels = [[key for key in group if key in history.history] for group in PANELS]
+    panels = [keys for keys in panels if keys]
+    if not panels:
+        raise DataError(f"cannot plot {path}: the history has no loss or accuracy "
+                        f"(it has {', '.join(history.history) or 'nothing'})")
+    fig = Figure(figsize=(6, 3 * len(panels)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    epochs = np.asarray(history.epoch)
+    for ax, keys in zip(axes, panels):
+        for key in keys:
+            values = np.asarray(history[key], dtype=np.float64)
+            # Skip the nan of epochs that lack the metric, so a sparse val_loss still draws a line.
+            shown = np.isfinite(values)
+            ax.plot(epochs[shown], values[shown], label=key)
+        ax.set_ylabel(keys[0])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[-1].set_xlabel("epoch")
+    _write_atomically(path, lambda f: fig.savefig(f, format="png"))

@@ -3,21 +3,31 @@ __version__ = "0.1.0"
 
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DataError, SpecError
 from .lower import lower as _lower
 from .model import Model
 from .parser import parse as _parse
 
 
-def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed: int = 0) -> Model:
-    """Parse and check spec text and return a Model; a bad spec raises a located SpecError."""
-    return Model(_lower(_parse(text, filename), text, filename, seed), engine)
+def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed: int = 0,
+            settings: dict | None = None) -> Model:
+    """Parse and check spec text and return a Model; a bad spec raises a located SpecError.
+
+    `settings` changes settings, optimizer settings or training options by name, as `--set`
+    does: `settings={"hidden": [64, 32], "lr": 0.01}`.
+    """
+    given = {k: v if isinstance(v, str) else tuple(np.atleast_1d(np.asarray(v, dtype=float)).tolist())
+             for k, v in (settings or {}).items()}
+    return Model(_lower(_parse(text, filename), text, filename, seed, given), engine)
 
 
-def load(path, *, engine: str = "numba", seed: int = 0) -> Model:
+def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:
     """Compile the spec in a file."""
     path = Path(path)
-    return compile(path.read_text(encoding="utf-8"), filename=str(path), engine=engine, seed=seed)
+    return compile(path.read_text(encoding="utf-8"), filename=str(path), engine=engine, seed=seed,
+                   settings=settings)
 
 
 __all__ = ["compile", "load", "Model", "SpecError", "DataError", "__version__"]

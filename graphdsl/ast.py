@@ -86,7 +86,7 @@ class Concat:
 class Decl:
     kind: str  # input | target | param | const
     name: Ident
-    shape: tuple | None  # of Num
+    shape: tuple | None  # of expressions that must come to whole numbers
     value: object | None
     span: Span
 
@@ -116,6 +116,45 @@ class Jacobian:
     of: Ident
     wrt: Ident
     at: object | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Setting:
+    """`setting lr = 0.1`: a constant the command line may change."""
+
+    name: Ident
+    value: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Data:
+    """Training examples: files (`"a.csv"`), a built-in set (`iris`), or inline arrays (`x = [...]`)."""
+
+    files: tuple = ()     # of (text, Span)
+    builtin: Ident | None = None
+    arrays: tuple = ()    # of (Ident, expr)
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Minimize:
+    """`minimize L using sgd(lr=0.1), epochs=10`."""
+
+    loss: Ident
+    optimizer: Call
+    options: tuple  # of (Ident, expr)
+    span: Span
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """`for n in hidden ... end`: the body once per entry of a list setting."""
+
+    var: Ident
+    over: Ident
+    body: tuple  # of Decl | Assign
     span: Span
 
 

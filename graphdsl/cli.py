@@ -16,7 +16,7 @@ engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), def
                           help="numpy interprets at once; numba compiles kernels (cached) first")
 
 
-def open_spec(path: str, engine: str = "numpy"):
+def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
     from . import compile
 
     try:
@@ -27,7 +27,7 @@ def open_spec(path: str, engine: str = "numpy"):
         raise SpecError(f"the file is not UTF-8 text (byte {err.start} cannot be read)", filename=path) from None
     except OSError as err:
         raise SpecError(f"cannot read the file: {err.strerror}", filename=path) from None
-    return compile(text, filename=path, engine=engine)
+    return compile(text, filename=path, engine=engine, settings=settings)
 
 
 class Cli(click.Group):
@@ -56,19 +56,13 @@ def main():
     """graphdsl: differentiable computation graphs written like maths, compiled to Numba."""
 
 
-@main.command()
-@spec_path
-@engine_opt
-@click.option("--precision", default=6, show_default=True, help="significant digits printed")
-def run(spec, engine, precision):
-    """Evaluate SPEC and print what it asks for (show, grad, jacobian)."""
+def requested(model, precision: int) -> str:
+    """The tables a spec asks for (show, grad, jacobian), or every value if it asks for none."""
     from .report import table
 
-    model = open_spec(spec, engine)
     values = model.forward()
     if not model.spec.requests:
-        click.echo(table("values", list(values.items()), precision))
-        return
+        return table("values", list(values.items()), precision)
     blocks = []
     for r in model.spec.requests:
         if r.kind == "show":
@@ -82,6 +76,105 @@ def run(spec, engine, precision):
             jac = model.jacobian(of, wrt, **({} if r.at is None else {wrt: r.at}))
             blocks.append(table(f"jacobian of {of} with respect to {wrt}",
                                 [(wrt, point), (f"d{of}/d{wrt}", jac)], precision))
+    return "\n\n".join(blocks)
+
+
+PRINTED_PARAMS = 100  # more trained numbers than this are not printed
+
+
+def trained(model, history, precision: int) -> str:
+    """What training did: the last epoch's metrics and the params it ended with."""
+    from .report import table
+
+    epochs = history.epoch
+    last = [(k, v[-1]) for k, v in history.history.items()] if epochs else []
+    head = table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision)
+    count = sum(v.size for v in model.params.values())
+    if count > PRINTED_PARAMS:
+        return head + f"\n\n{count} trained params (--save FILE.npz keeps them)"
+    return head + "\n\n" + table("trained params", list(model.params.items()), precision)
+
+
+def command_line_data(source: str | None):
+    """--data: a built-in set, or files (comma-separated) relative to the current directory."""
+    from .data import BUILTIN
+
+    if source is None or source in BUILTIN:
+        return source
+    paths = tuple(os.path.abspath(part) for part in source.split(","))
+    return paths if len(paths) > 1 else paths[0]
+
+
+def settings_from(pairs) -> dict:
+    from .expand import parse_override
+
+    out = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip():
+            raise click.BadParameter(f"`{pair}` is not NAME=VALUE, as in `lr=0.01` or `hidden=256,64`",
+                                     param_hint="--set")
+        out[name.strip()] = parse_override(value)
+    return out
+
+
+@main.command()
+@spec_path
+@engine_opt
+@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="change a setting, an option of `minimize` or an optimizer setting (repeatable)")
+@click.option("--data", "data", metavar="SOURCE", help="train on this file (or files, comma-separated), or on `iris` or `digits`")
+@click.option("--trace", type=click.Path(dir_okay=False), help="write every step's loss, params and gradients to CSV")
+@click.option("--log", type=click.Path(dir_okay=False), help="write one row of metrics an epoch to CSV")
+@click.option("--plot", type=click.Path(dir_okay=False), help="draw loss and accuracy per epoch to a PNG")
+@click.option("--load", "load_from", type=click.Path(exists=True, dir_okay=False), help="start from weights in an .npz")
+@click.option("--save", type=click.Path(dir_okay=False), help="save the trained weights to an .npz")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="save weights and optimizer state as training goes")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="go on from a checkpoint")
+@click.option("--detect-anomaly", is_flag=True,
+              help="name the first value or gradient that is not finite (exit 1), before printing")
+def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, detect_anomaly):
+    """Evaluate SPEC, train it if it says `minimize`, and print what it asks for."""
+    from . import records
+    from .train import TrainingError, TrainingInterrupted, detect_anomaly as anomaly
+
+    model = open_spec(spec, engine, settings_from(sets))
+    data = command_line_data(data)
+    if load_from:
+        shapes = {n: v.shape for n, v in model.params.items()}
+        model.params.update(records.load_weights(load_from, shapes)[0])
+    blocks = []
+    if model.spec.training is not None:
+        try:
+            history = model.train(data, trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=True)
+        except TrainingError as err:
+            click.echo(str(err), err=True)
+            sys.exit(1)
+        except TrainingInterrupted as stop:  # Ctrl-C: saved only where --checkpoint asked, like every chunk
+            kept = (f"the checkpoint {checkpoint} holds them; go on with --resume {checkpoint}" if checkpoint
+                    else "nothing was saved (--checkpoint FILE keeps the progress of a run)")
+            click.echo(f"interrupted: the weights after epoch {stop.epoch} (step {stop.step}) are complete; {kept}",
+                       err=True)
+            sys.exit(130)
+        if plot:
+            records.plot_history(history, plot)
+        if save:
+            records.save_weights(save, model.params)
+        blocks.append(trained(model, history, precision))
+    elif data or trace or log or plot or save or checkpoint or resume:
+        raise click.UsageError("training options need a spec that says `minimize L using ...`")
+    found = anomaly(model) if detect_anomaly else None
+    if found:
+        click.echo(found, err=True)
+        sys.exit(1)
+    if model.spec.requests or not blocks:
+        try:
+            blocks.append(requested(model, precision))
+        except DataError as err:
+            if not blocks:
+                raise
+            blocks.append(f"(what the spec shows is not printed: {err})")  # values that live in the data
     click.echo("\n\n".join(blocks))
 
 
@@ -131,3 +224,82 @@ def show_ir(spec):
 def show_code(spec, grad):
     """Print the Numba source generated for SPEC."""
     click.echo(open_spec(spec).source("grad" if grad else "forward"))
+
+
+@main.command()
+@spec_path
+@click.argument("node")
+@click.option("--loss", help="the scalar to differentiate  [default: the loss of the spec's first `grad`]")
+@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+def explain(spec, node, loss, precision):
+    """Print dLOSS/dNODE by the chain rule: every path of named nodes from NODE to the loss, each
+    local derivative on it, their products and sum, and the gradient autodiff computes."""
+    from .explain import chain_rule, render
+
+    result = chain_rule(open_spec(spec), node, loss)
+    click.echo(render(result, precision))
+    if not result.agrees:
+        click.echo(f"{spec}: the sum over paths disagrees with autodiff; this is a bug in graphdsl", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@spec_path
+@click.option("--grid", "grids", multiple=True, metavar="NAME=V1,V2,...",
+              help="try each value; a list setting's values are bracketed: hidden=[16],[64,32] (repeatable)")
+@click.option("--range", "ranges", multiple=True, metavar="NAME=LOW:HIGH[:log][:int]",
+              help="where --random draws NAME from (repeatable)")
+@click.option("--random", default=0, show_default=True, type=click.IntRange(min=0), metavar="N", help="random points drawn from the --range settings")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="run every point with seeds 0 to N-1 (param initialisation, shuffles, validation split)")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="a change every trial shares (repeatable)")
+@click.option("--data", "data", metavar="SOURCE", help="train on this file (or files, comma-separated), or on `iris` or `digits`")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="the results CSV, one row a trial")
+@click.option("--resume", is_flag=True, help="keep the rows already in --out and run only the trials it lacks")
+@click.option("--plot", type=click.Path(dir_okay=False), help="draw the metric against each swept setting to a PNG")
+@click.option("--address", metavar="tcp://HOST:PORT",
+              help="run on this Dask scheduler  [default: DASK_SCHEDULER_ADDRESS, else a local cluster]")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="local cluster workers  [default: the cores]; 1 runs here")
+def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, address, workers):
+    """Train SPEC once per trial: each --grid combination (crossed with --random draws), each with
+    --seeds seeds, one row a trial to --out. Exits 1 if any trial failed."""
+    import time
+    from pathlib import Path
+
+    from . import sweep as sw
+
+    if open_spec(spec).spec.training is None:  # a bad spec is reported once, not once per trial
+        raise click.UsageError("a sweep trains: the spec must say `minimize L using ...`")
+    grid = {name: sw.parse_values(v) for name, v in (sw.split_pair(p, "--grid") for p in grids)}
+    drawn = {name: sw.Range.parse(v) for name, v in (sw.split_pair(p, "--range") for p in ranges)}
+    trials = sw.plan(settings_from(sets), grid, drawn, random, seeds)
+    swept = [*grid, *drawn]
+    if (address or workers != 1) and not sw.dask_available():
+        if address:
+            raise click.UsageError('--address needs Dask: pip install "dask[distributed]"')
+        click.echo("Dask is not installed, so the trials run one after another here", err=True)
+    # the absolute path: a worker elsewhere finds the spec's data files relative to it, as `run` does
+    job = sw.Job(Path(spec).read_text(encoding="utf-8"), str(Path(spec).resolve()), data)
+
+    ran = 0
+
+    def report(row, finished, total):
+        nonlocal ran
+        ran = finished
+        result = row["status"] + (f": {row['error'].splitlines()[0]}" if row["error"] else "")
+        click.echo(f"[{finished}/{total}] {sw.describe(row, swept)}: {result} ({row['seconds']} s)", err=True)
+
+    began = time.perf_counter()
+    rows = sw.run_sweep(job, trials, swept, out, resume=resume, address=address, workers=workers, report=report)
+    took = time.perf_counter() - began
+    failed = sum(row["status"] != "ok" for row in rows)
+    this_run = f"{ran} trials in {took:.1f} s ({ran / took:.2f} trials/s)" if ran else "nothing left to run"
+    click.echo(f"{out}: {len(rows)} trials, {failed} failed; this run: {this_run}")
+    metric, top = sw.best(rows)
+    if top is not None:
+        click.echo(f"best by {metric}: {sw.describe(top, swept)}: "
+                   + ", ".join(f"{m} {top[m]}" for m in sw.METRICS if top.get(m)))
+    if plot and top is not None:
+        sw.plot(rows, swept, metric, plot)
+    if failed:
+        sys.exit(1)

@@ -20,15 +20,16 @@ class Function:
     params: tuple            # positional parameter names
     build: Callable          # build(*syms, **kwargs) -> Sym
     doc: str
-    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | axis | reduce
+    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | count | axis | reduce
+    optional: int = 0        # how many of the last params a call may leave out (build gives them defaults)
 
 
 FUNCTIONS: dict[str, Function] = {}
 REDUCE = ("mean", "sum")
 
 
-def define(name, params, build, doc, **kwargs):
-    FUNCTIONS[name] = Function(name, tuple(params), build, doc, kwargs)
+def define(name, params, build, doc, optional=0, **kwargs):
+    FUNCTIONS[name] = Function(name, tuple(params), build, doc, kwargs, optional)
 
 
 for _op in ("sigmoid", "tanh", "relu", "step", "is_zero", "exp", "log", "sin", "cos", "sqrt",
@@ -60,6 +61,21 @@ define("dot", ["u", "v"], dot, "u . v for two vectors of one length")
 define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=stride),
        "valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+j); add a bias yourself",
        stride=("int", 1))
+
+
+def conv2d(x: Sym, k: Sym, b: Sym | None = None, stride=1, padding=0) -> Sym:
+    z = x.op("conv2d", k, stride=stride, padding=padding)
+    if b is None:
+        return z
+    if b.shape != z.shape[:1]:
+        raise ShapeError(f"the bias must be {fmt_shape(z.shape[:1])}, one entry per kernel, not {fmt_shape(b.shape)}")
+    # b[f] is added at every output position of kernel f
+    return z + b.op("expand", shape=z.shape[:2], axis=1).op("expand", shape=z.shape, axis=2)
+
+
+define("conv2d", ["x", "k", "b"], conv2d,
+       "2-D cross-correlation of an image x [C, H, W] with kernels k [F, C, kh, kw], plus an optional bias b [F]",
+       optional=1, stride=("int", 1), padding=("count", 0))
 
 
 # -- losses: an elementwise (or per-row) loss, then the declared reduction ---

@@ -1,5 +1,5 @@
 """Numba helpers that generated code calls (as `K.name`) where one NumPy
-expression will not do: row-wise stable softmax family, class picking, conv1d."""
+expression will not do: row-wise stable softmax family, class picking, conv1d and conv2d."""
 import numpy as np
 from numba import njit
 
@@ -114,4 +114,52 @@ def conv1d_dk(g, x, d, stride):
     dk = np.zeros(d)
     for i in range(g.size):
         dk += g[i] * x[i * stride:i * stride + d]
+    return dk
+
+
+@njit(cache=True)
+def _pad2d(x, padding):
+    """x [C, H, W] with `padding` zeros around each channel."""
+    out = np.zeros((x.shape[0], x.shape[1] + 2 * padding, x.shape[2] + 2 * padding))
+    out[:, padding:padding + x.shape[1], padding:padding + x.shape[2]] = x
+    return out
+
+
+@njit(cache=True)
+def conv2d(x, k, stride, padding):
+    xp = _pad2d(x, padding)
+    nf, nc, kh, kw = k.shape
+    rows, cols = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
+    out = np.zeros((nf, rows, cols))
+    for f in range(nf):
+        for c in range(nc):
+            for a in range(kh):
+                for b in range(kw):
+                    out[f] += k[f, c, a, b] * xp[c, a:a + stride * rows:stride, b:b + stride * cols:stride]
+    return out
+
+
+@njit(cache=True)
+def conv2d_dx(g, k, height, width, stride, padding):
+    nf, nc, kh, kw = k.shape
+    rows, cols = g.shape[1], g.shape[2]
+    dx = np.zeros((nc, height + 2 * padding, width + 2 * padding))
+    for f in range(nf):
+        for c in range(nc):
+            for a in range(kh):
+                for b in range(kw):
+                    dx[c, a:a + stride * rows:stride, b:b + stride * cols:stride] += k[f, c, a, b] * g[f]
+    return dx[:, padding:padding + height, padding:padding + width].copy()
+
+
+@njit(cache=True)
+def conv2d_dk(g, x, height, width, stride, padding):
+    xp = _pad2d(x, padding)
+    nf, rows, cols = g.shape
+    dk = np.zeros((nf, x.shape[0], height, width))
+    for f in range(nf):
+        for c in range(x.shape[0]):
+            for a in range(height):
+                for b in range(width):
+                    dk[f, c, a, b] = np.sum(g[f] * xp[c, a:a + stride * rows:stride, b:b + stride * cols:stride])
     return dk

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import ast
-from .errors import Span, SpecError
+from . import ast, training
+from .errors import DataError, Span, SpecError
+from .expand import expand
 from .functions import FUNCTIONS, INITIALISERS, REDUCE, draw
 from .interpret import evaluate
 from .ir import Graph, ShapeError, fmt_shape
@@ -17,6 +18,10 @@ from .ops import Sym
 BUILTINS = {"pi": math.pi}
 VERBS = {"+": "add", "-": "subtract", "*": "multiply elementwise", "/": "divide",
          "^": "raise", "@": "multiply", "juxt": "multiply"}
+# Entries in one value. A float64 array this large takes 800 MB; a larger declared shape is
+# almost surely a typo, and allocating it would exhaust memory rather than fail cleanly.
+MAX_ENTRIES = 10**8
+
 OPS_OF = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow", "@": "matmul"}
 
 
@@ -41,6 +46,8 @@ class Spec:
     requests: list = field(default_factory=list)
     filename: str = "<spec>"
     source: str = ""
+    settings: dict = field(default_factory=dict)   # name -> value, after `--set`
+    training: training.Training | None = None
 
     @property
     def loss(self) -> str | None:
@@ -48,6 +55,13 @@ class Spec:
 
     def names_of(self, *kinds) -> list:
         return [n for n, k in self.kinds.items() if k in kinds]
+
+
+def check_size(shape: tuple, what: str, span: Span) -> None:
+    entries = math.prod(shape)
+    if entries > MAX_ENTRIES:
+        raise SpecError(f"{what} would be {fmt_shape(shape)}, {entries:,} entries: more than the "
+                        f"{MAX_ENTRIES:,} one value may hold", span, hint="check the sizes for a typo")
 
 
 def init_example(name: str) -> str:
@@ -69,6 +83,7 @@ class Lowering:
         self.made_by: dict = {}
         self.resolving: list = []   # names being lowered, for cycle reports
         self.only_constants = None  # while evaluating a literal: what it is the value of
+        self.calls: dict = {}       # node id -> (function, argument ids), for nodes a call made
         self.param_order = {s.name.text: i for i, s in enumerate(
             s for s in program.statements if isinstance(s, ast.Decl) and s.kind == "param")}
         for stmt in program.statements:
@@ -123,6 +138,8 @@ class Lowering:
 
     def declare(self, d: ast.Decl) -> int:
         shape = tuple(self.dim(n) for n in d.shape) if d.shape is not None else None
+        if shape is not None:
+            check_size(shape, f"`{d.name.text}`", d.span)
         value = None
         if d.value is not None:
             try:
@@ -134,10 +151,8 @@ class Lowering:
             raise SpecError(f"{d.kind} `{d.name.text}` needs a value", d.name.span,
                             hint="give an initialiser such as `= xavier(seed=0)`, or a literal such as `= [1, 2]`"
                                  if d.kind == "param" else "give a literal, as in `= 2` or `= [1, 2]`")
-        if shape is None:
-            raise SpecError(f"{d.kind} `{d.name.text}` needs a shape or a value", d.name.span,
-                            hint=f"write `{d.kind} {d.name.text}[3]` for a vector of 3, "
-                                 f"or `{d.kind} {d.name.text} = 0` for a scalar")
+        if shape is None:  # only inputs and targets get here: without a shape they are scalars
+            shape = ()
         if d.kind == "const" and shape == ():
             return self.graph.add("scalar", attrs={"value": float(value)}, span=d.span)
         return self.graph.leaf(d.kind, value, shape, d.span)
@@ -154,10 +169,20 @@ class Lowering:
                             f"{fmt_shape(value.shape)}", d.value.span, hint="make the declared shape and the literal agree")
         return np.full(shape, float(value))
 
-    def dim(self, n: ast.Num) -> int:
-        if n.value != int(n.value) or n.value < 1:
-            raise SpecError(f"a size must be a whole number of at least 1, not {n.text}", n.span)
-        return int(n.value)
+    def dim(self, e) -> int:
+        """A size: a whole number, a setting, `size(x)`, or a sum, difference or product of these."""
+        if isinstance(e, ast.Call) and e.func.text == "size" and len(e.args) == 1 and isinstance(e.args[0], ast.Name):
+            return int(np.prod(self.graph.nodes[self.resolve(e.args[0].id, e.args[0].span)].shape))
+        if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*"):
+            left, right = self.dim(e.left), self.dim(e.right)
+            n = left + right if e.op == "+" else left - right if e.op == "-" else left * right
+        elif isinstance(e, ast.Num):
+            n = e.value
+        else:
+            raise SpecError("a size must be a whole number, a setting, `size(x)` or arithmetic on these", e.span)
+        if n != int(n) or n < 1:
+            raise SpecError(f"a size must be a whole number of at least 1, not {n:g}", e.span)
+        return int(n)
 
     def constant(self, expr, what: str) -> np.ndarray:
         """Evaluate a literal expression (numbers, consts, pi, operators, functions) now."""
@@ -228,6 +253,11 @@ class Lowering:
             raise SpecError(f"{problem()}: {err}", span, hint=hint) from None
 
     def expr(self, e) -> int:
+        node = self.build(e)
+        check_size(self.graph.nodes[node].shape, self.snippet(e.span), e.span)
+        return node
+
+    def build(self, e) -> int:
         if isinstance(e, ast.Num):
             return self.graph.add("scalar", attrs={"value": e.value}, span=e.span)
         if isinstance(e, ast.Name):
@@ -308,8 +338,10 @@ class Lowering:
                                 hint=f"to multiply, leave a space: `{name} (...)`")
             raise SpecError(f"unknown function `{name}`", e.func.span,
                             hint=suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
-        if len(e.args) != len(fn.params):
-            want = f"{len(fn.params)} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
+        least = len(fn.params) - fn.optional
+        if not least <= len(e.args) <= len(fn.params):
+            count = f"{least} or {len(fn.params)}" if fn.optional else str(least)
+            want = f"{count} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
             raise SpecError(f"`{name}` takes {want}, but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
                             e.span)
         args = [self.expr(a) for a in e.args]
@@ -318,10 +350,15 @@ class Lowering:
             if key.text in kwargs:
                 raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
             kwargs[key.text] = self.kwarg(fn, key, val, args)
+        first = len(self.graph.nodes)
         try:
             out = fn.build(*[Sym(self.graph, a) for a in args], **kwargs)
         except ShapeError as err:
             raise SpecError(f"in `{name}`: {err}", e.span) from None
+        for i in range(first, len(self.graph.nodes)):  # the call's nodes point at the call, for runtime reports
+            if self.graph.nodes[i].span is None:
+                self.graph.nodes[i] = replace(self.graph.nodes[i], span=e.span)
+        self.calls[out.id] = (name, tuple(args))
         return out.id
 
     def kwarg(self, fn, key: ast.Ident, val, args) -> object:
@@ -344,8 +381,9 @@ class Lowering:
         if kind == "axis":
             rank = len(self.graph.nodes[args[0]].shape)
             return number + rank if -rank <= number < 0 else number
-        if number < 1:
-            raise SpecError(f"`{key.text}` must be at least 1", val.span)
+        least = 0 if kind == "count" else 1
+        if number < least:
+            raise SpecError(f"`{key.text}` must be at least {least}", val.span)
         return number
 
     # -- requests --------------------------------------------------------
@@ -378,24 +416,53 @@ class Lowering:
         return out
 
     def known(self, ident: ast.Ident) -> str:
+        """A name the spec defines, as `show`, `grad`, `minimize` and `data` refer to one."""
+        if ident.text in BUILTINS and ident.text not in self.defs:  # a built-in has no node of its own name
+            raise SpecError(f"`{ident.text}` is a built-in constant, not a value the spec defines", ident.span,
+                            hint=f"name it first, as in `c = {ident.text}`")
         self.resolve(ident.text, ident.span)
         return ident.text
 
     def differentiable(self, ident: ast.Ident) -> str:
         name = self.known(ident)
-        if self.kinds.get(name) == "const" or name in BUILTINS:
+        if self.kinds.get(name) == "const":
             raise SpecError(f"`{name}` is a constant, so it has no gradient", ident.span,
-                            hint=f"to differentiate with respect to it, declare it `param {name} = ...`"
-                            if name not in BUILTINS else None)
+                            hint=f"to differentiate with respect to it, declare it `param {name} = ...`")
         return name
 
 
-def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int = 0) -> Spec:
-    """Check a parsed spec and build its graph; every problem raises a located SpecError."""
+def too_deep(low: Lowering) -> SpecError:
+    """Names are lowered depth first, each definition inside the one that uses it, so a chain of
+    hundreds of names (each defined by the next) can outgrow Python's recursion limit. Expressions
+    alone cannot: the parser caps their depth. `resolving` still holds the chain, innermost last."""
+    name = low.resolving[-1]
+    return SpecError(f"`{name}` is defined through a chain of values too long to check (each defined through "
+                     "the next, on a later line)", low.defs[name].name.span,
+                     hint="define values before the lines that use them, or shorten the chain")
+
+
+def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int = 0,
+          settings: dict | None = None) -> Spec:
+    """Check a parsed spec and build its graph; every problem raises a located SpecError.
+
+    `settings` changes the spec's settings by name, as `--set` does (values are tuples of numbers).
+    """
+    low = None
     try:
-        low = Lowering(program, source, seed)
+        statements, values = expand(program, settings)
+        low = Lowering(ast.Program(statements), source, seed)
         for name in list(low.defs):
-            low.resolve(name, low.defs[name].name.span)
-        return Spec(low.graph, low.kinds, low.made_by, low.requests(), filename, source)
+            try:
+                low.resolve(name, low.defs[name].name.span)
+            except RecursionError:
+                raise too_deep(low) from None
+        train = training.read(low, statements, seed)
+        rest = {k: v[0] if isinstance(v, tuple) and len(v) == 1 else v
+                for k, v in (settings or {}).items() if k not in values}
+        if rest and train is None:
+            raise DataError(f"the spec has no setting `{next(iter(rest))}`"
+                            + (f"; its settings are {', '.join(values)}" if values else ""))
+        train = train.updated(rest) if rest else train
+        return Spec(low.graph, low.kinds, low.made_by, low.requests(), filename, source, values, train)
     except SpecError as err:
         raise err.located(filename, source) from None

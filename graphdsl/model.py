@@ -63,7 +63,8 @@ class Model:
                          for n in graph.nodes if n.op == "pick" and graph.nodes[n.args[1]].is_leaf}
         self._programs: dict = {}
         # leaf id -> name, for every program: they share the spec's leaf ids
-        self._leaf_names = {nid: name for name, nid in graph.names.items() if graph.nodes[nid].is_leaf}
+        self._leaf_names = {nid: name for name, nid in graph.names.items()
+                            if graph.nodes[nid].is_leaf and spec.kinds[name] != "node"}  # not aliases
 
     # -- what the spec defines --------------------------------------------
 
@@ -110,7 +111,7 @@ class Model:
                 value = graph.values[node.id]
             else:
                 raise DataError(f"{node.op} `{name}` has no value: pass {name}=... "
-                                f"or give it one in the spec (`{node.op} {name}{fmt_shape(node.shape)} = ...`)")
+                                f"or give it one in the spec (`{node.op} {name}{fmt_shape(node.shape) if node.shape else ''} = ...`)")
             problem = self._classes.get(node.id) and bad_classes(name, value, self._classes[node.id])
             if problem and name in inputs:
                 raise DataError(problem)
@@ -193,6 +194,25 @@ class Model:
         rows = [self._run(program, inputs, {seed_id: basis.reshape(shape_f)})["row"]
                 for basis in np.eye(int(np.prod(shape_f)))]
         return np.array(rows).reshape(shape_f + self.spec.graph.nodes[x].shape)
+
+    def train(self, data=None, *, trace=None, log=None, checkpoint=None, resume=None, progress=False,
+              **changes):
+        """Train the params as the spec's `minimize` statement says; returns a History.
+
+        data: a path, a built-in data set ("iris", "digits") or a dict of arrays (one row an example);
+        by default the spec's `data`. changes: options and optimizer settings by name (epochs=5, lr=0.1,
+        optimizer="adam"). trace: a CSV path, or True to keep it as `history.trace`. log: an epoch log
+        CSV path. checkpoint: an .npz path saved after every chunk of epochs; resume: one to start from.
+        The loop runs compiled, whatever the model's engine.
+        """
+        from .train import Trainer
+
+        if self.spec.training is None:
+            raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
+        train = self.spec.training.updated(changes)
+        shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
+        return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
+                                                     resume=resume, progress=progress)
 
     def summary(self) -> str:
         from .report import summary

@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
@@ -30,8 +30,15 @@ TERMINAL_WORDS = {
 # operand, what may start an expression, what may start a statement.
 OPERATOR_WORDS = {"`+`", "`-`", "`*`", "`/`", "`@`", "`^`", "`'`"}
 EXPR_WORDS = {"a name", "a number", "a function call", "`(`", "`[`", "`-`"}
-STMT_WORDS = {"a name", "`input`", "`target`", "`param`", "`const`", "`show`", "`grad`", "`jacobian`"}
-KEYWORDS = {"input", "target", "param", "const", "show", "grad", "jacobian"}
+STMT_WORDS = {"a name", "`input`", "`target`", "`param`", "`const`", "`show`", "`grad`", "`jacobian`",
+              "`setting`", "`data`", "`minimize`", "`for`"}
+# Levels of operators, calls and brackets in one expression. Lowering and the AST transform
+# recurse once or twice a level, so this keeps far inside Python's recursion limit (1000),
+# while no spec a person writes comes near it.
+MAX_DEPTH = 100
+
+KEYWORDS = {"input", "target", "param", "const", "show", "grad", "jacobian", "setting", "data", "minimize",
+            "for", "in", "end", "using"}
 
 
 def grammar_text() -> str:
@@ -107,10 +114,35 @@ class ToAst(Transformer):
         return ast.Decl(str(kind.children[0]), _ident(name), shape, value, _span(meta))
 
     def shape(self, meta, dims):
-        return tuple(_number(d) for d in dims)
+        return tuple(dims)
 
     def assign(self, meta, ch):
         return ast.Assign(_ident(ch[0]), ch[1], _span(meta))
+
+    def setting(self, meta, ch):
+        return ast.Setting(_ident(ch[0]), ch[1], _span(meta))
+
+    def data_files(self, meta, ch):
+        return ast.Data(files=tuple((str(t)[1:-1], _tok_span(t)) for t in ch), span=_span(meta))
+
+    def data_builtin(self, meta, ch):
+        return ast.Data(builtin=_ident(ch[0]), span=_span(meta))
+
+    def data_inline(self, meta, ch):
+        return ast.Data(arrays=tuple(ch), span=_span(meta))
+
+    def minimize(self, meta, ch):
+        return ast.Minimize(_ident(ch[0]), ch[1], tuple(ch[2:]), _span(meta))
+
+    def optimizer(self, meta, ch):
+        return self.call(meta, ch)
+
+    def option(self, meta, ch):
+        return self.kwarg(meta, ch)
+
+    def repeat(self, meta, ch):
+        var, over, *body = ch
+        return ast.Repeat(_ident(var), _ident(over), tuple(body), _span(meta))
 
     def name_list(self, meta, names):
         return tuple(_ident(n) for n in names)
@@ -271,7 +303,9 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
         return _character_error(err, source, hint)
     tok = getattr(err, "token", None)
     if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
-        return SpecError("the spec ends in the middle of a statement", None, hint=hint)
+        lines = source.splitlines() or [""]  # point just past the last character
+        end = Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        return SpecError("the spec ends in the middle of a statement", end, hint=hint)
     if tok.type == "_NL":
         if expected == "an expression":  # most likely the user meant the statement to go on
             hint += "; to go on to the next line, end this one with `\\`"
@@ -285,15 +319,29 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
     return SpecError(f"unexpected {what}", _tok_span(tok), hint=hint)
 
 
+def _check_depth(tree: Tree) -> None:
+    """A SpecError at the first node nested deeper than MAX_DEPTH; walks without recursion."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(f"this expression is nested more than {MAX_DEPTH} levels deep", _span(node.meta),
+                            hint="give parts of it names of their own, as in `h = ...`")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
 def parse(text: str, filename: str = "<spec>") -> ast.Program:
     """Parse spec text into an AST; any problem raises a located SpecError."""
     source = text if text.endswith("\n") else text + "\n"
     parser = _lark()
     try:
         tree = parser.parse(source)
+        _check_depth(tree)
         return ToAst().transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, parser.options.postlex, source).located(filename, text) from None
+    except SpecError as err:
+        raise err.located(filename, text) from None
     except VisitError as err:
         if isinstance(err.orig_exc, SpecError):
             raise err.orig_exc.located(filename, text) from None

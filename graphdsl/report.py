@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import fmt_shape
+from .ir import Graph, fmt_shape
 from .lower import Spec
 
 
@@ -27,20 +27,70 @@ def table(title: str, rows, precision: int = 6) -> str:
     return "\n".join(out)
 
 
+def size(shape: tuple) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+# Scalar multiplications each op's forward computation takes, from its argument shapes and its
+# output shape. Ops not listed take none: additions (biases too), divisions, powers, and the
+# arithmetic inside elementwise functions such as sigmoid and exp are not counted.
+MULTIPLICATIONS = {
+    "mul": lambda args, out: size(out),                       # `*`, and a product with a scalar
+    "matmul": lambda args, out: size(out) * args[0][-1],      # m x k times k x n: m n k
+    "outer": lambda args, out: size(out),
+    "conv1d": lambda args, out: size(out) * args[1][0],       # a kernel's taps per output
+    "conv2d": lambda args, out: size(out) * size(args[1][1:]),  # F Ho Wo outputs, each C kh kw
+}
+
+
+def own_nodes(graph: Graph, nid: int) -> tuple[list, list]:
+    """What a named node computes itself: (its node and the unnamed nodes feeding it, the named
+    nodes it reads). The walk stops at named nodes, so each node belongs to one name."""
+    named = set(graph.names.values())
+    own, reads, seen, stack = [], [], set(), [nid]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n != nid and n in named:
+            reads.append(n)
+        else:
+            own.append(n)
+            stack.extend(graph.nodes[n].args)
+    return own, reads
+
+
+def multiplications(graph: Graph, nid: int) -> int:
+    """The multiplications a named node's own expression takes (see MULTIPLICATIONS)."""
+    count = 0
+    for n in own_nodes(graph, nid)[0]:
+        node = graph.nodes[n]
+        if node.op in MULTIPLICATIONS:
+            count += MULTIPLICATIONS[node.op]([graph.nodes[a].shape for a in node.args], node.shape)
+    return count
+
+
 def summary(spec: Spec) -> str:
-    """Each named node with its op, output shape and parameter count, then totals (like Keras)."""
+    """Each named node with its op, output shape, parameter count and multiplications, then totals
+    (like Keras)."""
     g = spec.graph
-    rows = [("name", "op", "shape", "params")]
-    total = 0
+    rows = [("name", "op", "shape", "params", "multiplications")]
+    params = mults = 0
+    counted = set()
     for name, nid in g.names.items():
         node = g.nodes[nid]
-        count = int(np.prod(node.shape)) if node.op == "param" else 0
-        total += count
-        rows.append((name, spec.made_by[name], fmt_shape(node.shape), str(count) if count else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        repeat = nid in counted  # `a = b`: b's row holds the counts
+        counted.add(nid)
+        n_params = size(node.shape) if node.op == "param" and not repeat else 0
+        n_mults = 0 if repeat else multiplications(g, nid)
+        params, mults = params + n_params, mults + n_mults
+        rows.append((name, spec.made_by[name], fmt_shape(node.shape), str(n_params or ""), str(n_mults or "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
-    rule = "-" * len(lines[0])
-    n_params = len(spec.names_of("param"))
+    rule = "-" * max(map(len, lines))
+    declared = len(spec.names_of("param"))
     return "\n".join([lines[0], rule, *lines[1:], rule,
-                      f"total parameters: {total} in {n_params} param{'s' if n_params != 1 else ''}"])
+                      f"total parameters: {params} in {declared} param{'s' if declared != 1 else ''}",
+                      f"total multiplications: {mults} (forward pass)"])

@@ -1,6 +1,7 @@
 """The graphdsl command: output people can read, and exit codes 0, 1 and 2."""
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from graphdsl.cli import main
@@ -103,3 +104,92 @@ def test_readme_walkthrough_output_is_what_graphdsl_prints():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     shown = re.search(r"prints every value a student\ncomputes by hand:\n\n```\n(.*?)```", readme, re.S).group(1)
     assert invoke("run", "specs/seed000_s4_backprop.nn").output == shown
+
+
+# -- summary: parameters and multiplications; explain: docs/language.md's examples --------------
+
+COUNTED = """
+input  x[3] = 0
+input  X[4, 3] = 0
+input  sig[6] = 0
+input  img[2, 6, 5] = 0
+param  W[2, 3] = zeros()
+param  b[2] = zeros()
+param  k1[3] = zeros()
+param  K[4, 2, 3, 2] = zeros()
+param  kb[4] = zeros()
+z   = W x + b                  # matrix times vector
+P   = X W'                     # matrix times matrix
+v   = x' W' + b / 2            # vector times matrix; the division is not counted
+d   = dot(x, x) + x x          # two dot products
+o   = outer(b, x)
+e   = 3 * x * x + sigmoid(x)   # elementwise and by a scalar; sigmoid not counted
+c1  = conv1d(sig, k1, stride=2)
+c2  = conv2d(img, K, kb, stride=2, padding=1)
+a   = z                        # an alias counts nothing again
+"""
+
+
+def summary_rows(text, tmp_path):
+    spec = tmp_path / "counted.nn"
+    spec.write_text(text)
+    result = invoke("summary", str(spec))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    params_end = lines[0].index("params") + len("params")
+    rows = {}
+    for line in lines[2:lines.index(lines[1], 2)]:
+        last = line[:params_end].split()[-1]
+        rows[line.split()[0]] = (int(last) if last.isdigit() else 0, int(line[params_end:].strip() or 0))
+    return rows, result.output
+
+
+def test_summary_counts_multiplications(tmp_path):
+    rows, output = summary_rows(COUNTED, tmp_path)
+    conv2d_out = ((6 + 2 - 3) // 2 + 1) * ((5 + 2 - 2) // 2 + 1)          # 3 x 3 positions per kernel
+    expected = {"z": 2 * 3, "P": 4 * 2 * 3, "v": 3 * 2, "d": 3 + 3, "o": 2 * 3, "e": 3 + 3,
+                "c1": ((6 - 3) // 2 + 1) * 3, "c2": 4 * conv2d_out * 2 * 3 * 2, "a": 0}
+    for name, mults in expected.items():
+        assert rows[name][1] == mults, name
+    params = {"W": 6, "b": 2, "k1": 3, "K": 4 * 2 * 3 * 2, "kb": 4}
+    for name, count in params.items():
+        assert rows[name] == (count, 0), name
+    assert f"total parameters: {sum(params.values())} in 5 params" in output
+    assert f"total multiplications: {sum(expected.values())} (forward pass)" in output
+
+
+def test_summary_counts_a_conv_layer_without_bias(tmp_path):
+    """What the spec declares: kernels alone, and no addition counted as a multiplication."""
+    rows, output = summary_rows("input x[3, 8, 8] = 0\nparam k[5, 3, 3, 3] = zeros()\nz = conv2d(x, k)\n", tmp_path)
+    conv = torch.nn.Conv2d(3, 5, 3, bias=False)
+    assert rows["k"] == (sum(p.numel() for p in conv.parameters()), 0)
+    assert rows["z"] == (0, 5 * 6 * 6 * 3 * 3 * 3)
+    assert f"total parameters: {5 * 3 * 3 * 3} in 1 param" in output
+
+
+def test_summary_of_the_readme_network_counts_its_products():
+    result = invoke("summary", SPEC)
+    # z_h = W_h x: 2 x 2; z_o = W_o h: 2; L = bce: t log p and (1 - t) log(1 - p), one each
+    assert "total multiplications: 8 (forward pass)" in result.output
+
+
+def doc_example(heading):
+    """The ```nn block after a docs/language.md heading, and the ```text block that shows its output."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text()
+    section = doc[doc.index(f"## {heading}"):]
+    spec, shown = re.search(r"```nn\n(.*?)```.*?```text\n(.*?)```", section, re.S).groups()
+    return spec, shown
+
+
+@pytest.mark.parametrize("heading, command", [("Counting parameters and multiplications", ["summary"]),
+                                              ("Explaining a gradient path by path", ["explain", "x"])])
+def test_language_doc_output_is_what_graphdsl_prints(heading, command, tmp_path, monkeypatch):
+    spec, shown = doc_example(heading)
+    (tmp_path / "net.nn").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    result = invoke(command[0], "net.nn", *command[1:])
+    assert result.exit_code == 0, result.output
+    assert result.output == shown

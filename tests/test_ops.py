@@ -84,6 +84,20 @@ def conv_dk_expected(g, x, *, d, stride):
     return torch.autograd.grad(conv_t(torch.tensor(x), k, stride), k, torch.tensor(g))[0].numpy()
 
 
+def conv2d_t(x, k, stride, padding):
+    return F.conv2d(x[None], k, stride=stride, padding=padding)[0]
+
+
+def conv2d_dx_expected(g, k, *, height, width, stride, padding):
+    x = torch.zeros((k.shape[1], height, width), dtype=torch.float64, requires_grad=True)
+    return torch.autograd.grad(conv2d_t(x, torch.tensor(k), stride, padding), x, torch.tensor(g))[0].numpy()
+
+
+def conv2d_dk_expected(g, x, *, height, width, stride, padding):
+    k = torch.zeros((g.shape[0], x.shape[0], height, width), dtype=torch.float64, requires_grad=True)
+    return torch.autograd.grad(conv2d_t(torch.tensor(x), k, stride, padding), k, torch.tensor(g))[0].numpy()
+
+
 def pick_expected(z, k):
     z, k = torch.tensor(z), torch.tensor(np.asarray(k)).long()
     return torch.gather(z, -1, k.unsqueeze(-1)).squeeze(-1).numpy()
@@ -179,6 +193,8 @@ PROBES = {
                Probe((r(2), r(2)), T(lambda *xs: torch.cat(xs)))],
     "slice": [Probe((r(5),), lambda x, *, start, stop: x[start:stop], {"start": 1, "stop": 4}),
               Probe((r(3),), lambda x, *, start, stop: x[start:stop], {"start": 0, "stop": 3})],
+    "reshape": [Probe((r(2, 3),), T(lambda x, *, shape: x.reshape(shape)), {"shape": (3, 2)}),
+                Probe((r(4),), T(lambda x, *, shape: x.reshape(shape)), {"shape": (4, 1)})],
     "softmax": [Probe((r(4),), T(lambda x: x.softmax(-1))), Probe((r(2, 3),), T(lambda x: x.softmax(-1))),
                 Probe((r(2, 2, 3),), T(lambda x: x.softmax(-1))),
                 Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.softmax(-1)), smooth=False)],
@@ -199,6 +215,23 @@ PROBES = {
                   Probe((r(3), r(3)), conv_dx_expected, {"n": 8, "stride": 2})],
     "conv1d_dk": [Probe((r(5), r(7)), conv_dk_expected, {"d": 3, "stride": 1}),
                   Probe((r(3), r(8)), conv_dk_expected, {"d": 3, "stride": 2})],
+    # square and oblong kernels; stride 2 leaving the last row and column unread; a kernel as large as the image
+    "conv2d": [Probe((r(2, 5, 5), r(3, 2, 3, 3)), T(conv2d_t), {"stride": 1, "padding": 0}),
+               Probe((r(2, 5, 5), r(3, 2, 3, 3)), T(conv2d_t), {"stride": 2, "padding": 1}),
+               Probe((r(1, 7, 6), r(2, 1, 2, 3)), T(conv2d_t), {"stride": 2, "padding": 0}),
+               Probe((r(2, 3, 3), r(1, 2, 3, 3)), T(conv2d_t), {"stride": 1, "padding": 0})],
+    "conv2d_dx": [Probe((r(3, 3, 3), r(3, 2, 3, 3)), conv2d_dx_expected,
+                        {"height": 5, "width": 5, "stride": 1, "padding": 0}),
+                  Probe((r(3, 3, 3), r(3, 2, 3, 3)), conv2d_dx_expected,
+                        {"height": 5, "width": 5, "stride": 2, "padding": 1}),
+                  Probe((r(2, 3, 2), r(2, 1, 2, 3)), conv2d_dx_expected,
+                        {"height": 7, "width": 6, "stride": 2, "padding": 0})],
+    "conv2d_dk": [Probe((r(3, 3, 3), r(2, 5, 5)), conv2d_dk_expected,
+                        {"height": 3, "width": 3, "stride": 1, "padding": 0}),
+                  Probe((r(3, 3, 3), r(2, 5, 5)), conv2d_dk_expected,
+                        {"height": 3, "width": 3, "stride": 2, "padding": 1}),
+                  Probe((r(2, 3, 2), r(1, 7, 6)), conv2d_dk_expected,
+                        {"height": 2, "width": 3, "stride": 2, "padding": 0})],
 }
 ALL = [(op, i) for op in PROBES for i in range(len(PROBES[op]))]
 

@@ -70,6 +70,32 @@ def printed(rows, label, title=None):
     return found[0]
 
 
+def summary_cli(name):
+    """`graphdsl summary SPEC`: {node: (params, multiplications)}, blanks read as 0, and the two totals."""
+    result = CliRunner().invoke(main, ["summary", str(SPECS / name)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    params_end = lines[0].index("params") + len("params")   # params is right-aligned under its header
+    rows = {}
+    for line in lines[2:lines.index(lines[1], 2)]:
+        last = line[:params_end].split()[-1]
+        rows[line.split()[0]] = (int(last) if last.isdigit() else 0, int(line[params_end:].strip() or 0))
+    params = int(re.search(r"^total parameters: (\d+) in", result.output, re.M).group(1))
+    mults = int(re.search(r"^total multiplications: (\d+)", result.output, re.M).group(1))
+    return rows, params, mults
+
+
+def torch_counts(module, *input_shape):
+    """(parameters, multiplications, output shape) of a torch module, on the meta device (no data):
+    multiplications are half the FLOPs torch's counter reports (one multiply and one add each)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = module.to("meta")
+    with FlopCounterMode(display=False) as counter:
+        out = module(torch.empty(*input_shape, device="meta"))
+    return sum(p.numel() for p in module.parameters()), counter.get_total_flops() // 2, tuple(out.shape)
+
+
 # -- seed 000 (Sharif ML HW3) -------------------------------------------------------
 
 def xor_function(A, B, C, D):
@@ -193,6 +219,21 @@ def test_seed000_s4_backprop_values_gradients_and_sgd_step():
     close(printed(rows, "dL/db_o"), [P["b_o"].grad.item()])
 
 
+def test_seed000_s5_conv_layer_parameters_and_multiplications():
+    rows, params, mults = summary_cli("seed000_s5_conv_params.nn")
+    weights, _, _ = torch_counts(torch.nn.Conv2d(10, 96, 10, stride=3, bias=False), 1, 10, 205, 205)
+    with_bias, torch_mults, out_shape = torch_counts(torch.nn.Conv2d(10, 96, 10, stride=3), 1, 10, 205, 205)
+    assert out_shape == (1, 96, 66, 66)                       # the document's 66 x 66 x 96 output
+    assert rows["k"] == (weights, 0) and weights == 10 * 10 * 10 * 96
+    assert rows["b"] == (96, 0)
+    assert params == with_bias == 10 * 10 * 10 * 96 + 96      # the document leaves out the 96 biases
+    assert rows["z"] == (0, torch_mults)
+    assert mults == torch_mults == 66 * 66 * 96 * 10 * 10 * 10
+    # (1): the kernel sizes giving 66 outputs with stride 3: 10 fits exactly, 8 and 9 leave rows unread
+    assert [h for h in range(1, 206) if (205 - h) // 3 + 1 == 66] == [8, 9, 10]
+    assert [h for h in range(1, 206) if (205 - h) / 3 + 1 == 66] == [10]
+
+
 # -- seed 001 (Week 4 Theory HW) ---------------------------------------------------
 
 def torch_params(model, grad=True):
@@ -267,6 +308,50 @@ def test_seed001_task1_figure2_gradients_match_torch_and_the_chain_rules():
     close(g["w24"], dn4 * s(o["n4"]) * o["n2"])                                       # item 2
     close(g["n1"], (e6 * o["w36"] + e8 * o["w38"]) * s(o["n3"]) * o["w13"]
           + e7 * o["w57"] * s(o["n5"]) * o["w15"])                                    # item 3
+
+
+def test_seed001_task2_gradients_match_torch_and_explain_agrees():
+    model = load("seed001_task2_paths.nn")
+    p = torch_params(model)
+    d = torch_inputs(model, ["x1", "x2", "y6", "y7"])
+    n1 = torch.sigmoid(p["b1"] + p["v11"] @ d["x1"])
+    n2 = torch.sigmoid(p["b2"] + p["v22"] @ d["x2"])
+    n3 = torch.sigmoid(p["b3"] + p["w13"] * n1)
+    n4 = torch.sigmoid(p["b4"] + p["w14"] * n1 + p["w24"] * n2)
+    n5 = torch.sigmoid(p["b5"] + p["w25"] * n2)
+    n6 = torch.sigmoid(p["b6"] + p["w36"] * n3 + p["w46"] * n4)
+    n7 = torch.sigmoid(p["b7"] + p["w57"] * n5)
+    E = (n6 - d["y6"]) ** 2 + (n7 - d["y7"]) ** 2
+    units = {"n1": n1, "n2": n2, "n4": n4}
+    for t in units.values():
+        t.retain_grad()
+    E.backward()
+    out, g = model.forward(), model.grad()
+    close(out["E"], E)
+    close(g["w25"], p["w25"].grad)
+    for name, t in units.items():
+        close(g[name], t.grad)
+    for name in ("w25", "n1", "n2", "n4"):    # every gradient the spec asks for, explained path by path
+        result = CliRunner().invoke(main, ["explain", str(SPECS / "seed001_task2_paths.nn"), name])
+        assert result.exit_code == 0 and "(agrees)" in result.output, result.output
+
+
+@pytest.mark.parametrize("layer, size", [(1, 64), (2, 6), (3, 1)])
+def test_seed001_task3_conv_parameter_counts(layer, size):
+    rows, _, _ = summary_cli("seed001_task3_conv_params.nn")
+    params, torch_mults, out_shape = torch_counts(torch.nn.Conv2d(2, 96, size), 1, 2, 64, 64)
+    assert rows[f"k{layer}"][0] + rows[f"b{layer}"][0] == params == size * size * 96 * 2 + 96
+    rows_out = 64 - size + 1
+    assert out_shape == (1, 96, rows_out, rows_out)
+    assert rows[f"z{layer}"] == (0, torch_mults)
+    assert torch_mults == 96 * rows_out * rows_out * 2 * size * size
+
+
+def test_seed001_task3_totals():
+    _, params, mults = summary_cli("seed001_task3_conv_params.nn")
+    counts = [torch_counts(torch.nn.Conv2d(2, 96, size), 1, 2, 64, 64) for size in (64, 6, 1)]
+    assert params == sum(c[0] for c in counts)
+    assert mults == sum(c[1] for c in counts)
 
 
 # -- seed 002 (CS577 Assignment 2) ---------------------------------------------------
@@ -524,15 +609,24 @@ def test_seed004_1_two_equal_network_on_the_document_inputs_and_a_grid():
     close(printed(rows, "y"), [1.0])
 
 
-def test_seed004_2a_dense_parameter_count():
-    result = CliRunner().invoke(main, ["summary", str(SPECS / "seed004_2a_dense_params.nn")])
-    assert result.exit_code == 0, result.output
-    fifth, last = (4096 + 1) * 2048, (2048 + 1) * 2
-    assert f"total parameters: {fifth + last} in 4 params" in result.output
-    counts = {line.split()[0]: int(line.split()[-1]) for line in result.output.splitlines()
-              if line.split() and line.split()[1:2] == ["param"]}
-    assert counts["W5"] + counts["b5"] == fifth
-    assert counts["W6"] + counts["b6"] == last
+def test_seed004_1_network_counts():
+    rows, params, mults = summary_cli("seed004_1_two_equal.nn")
+    hidden = torch_counts(torch.nn.Linear(4, 6), 4)
+    out = torch_counts(torch.nn.Linear(6, 1), 6)
+    assert params == hidden[0] + out[0] == 6 * 4 + 6 + 6 + 1
+    assert rows["z1"][1] == hidden[1] and rows["z2"][1] == out[1]
+    assert mults == hidden[1] + out[1]
+
+
+def test_seed004_2a_dense_parameter_and_multiplication_counts():
+    rows, params, mults = summary_cli("seed004_2a_dense_params.nn")
+    fifth, last = torch_counts(torch.nn.Linear(4096, 2048), 4096), torch_counts(torch.nn.Linear(2048, 2), 2048)
+    assert rows["W5"][0] + rows["b5"][0] == fifth[0] == (4096 + 1) * 2048
+    assert rows["W6"][0] + rows["b6"][0] == last[0] == (2048 + 1) * 2
+    assert params == fifth[0] + last[0]
+    assert rows["a5"][1] == fifth[1] == 4096 * 2048             # one multiplication per weight; biases add
+    assert rows["z"][1] == last[1] == 2048 * 2
+    assert mults == fifth[1] + last[1]
 
 
 def test_seed004_2bcd_gradients_match_torch_and_the_closed_forms():

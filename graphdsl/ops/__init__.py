@@ -29,16 +29,17 @@ class Op:
     vjp: Callable | None
     doc: str
     backward_only: bool = False
+    elementwise: bool = False  # `code` then also works on single numbers, so it can run in loops
 
 
 OPS: dict[str, Op] = {}
 
 
-def register(name, *, shape, ref, code, vjp=None, doc, backward_only=False):
+def register(name, *, shape, ref, code, vjp=None, doc, backward_only=False, elementwise=False):
     if isinstance(code, str):
         template = code
         code = lambda args, attrs, in_shapes, out_shape: template.format(*args, **attrs)  # noqa: E731
-    OPS[name] = Op(name, shape, ref, code, vjp, doc, backward_only)
+    OPS[name] = Op(name, shape, ref, code, vjp, doc, backward_only, elementwise)
 
 
 class Sym:
@@ -58,6 +59,10 @@ class Sym:
 
     def g_const(self, value: float) -> "Sym":
         return Sym(self.g, self.g.add("scalar", attrs={"value": value}))
+
+    def g_array(self, value) -> "Sym":
+        """A constant array, held as a const leaf of the graph."""
+        return Sym(self.g, self.g.leaf("const", value, value.shape))
 
     def op(self, name: str, *args, **attrs) -> "Sym":
         ids = [self.id] + [self._lift(a).id for a in args]

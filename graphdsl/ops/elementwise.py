@@ -20,11 +20,11 @@ def same(x: tuple, **_) -> tuple:
 
 
 def binary(name, ref, code, vjp, doc):
-    register(name, shape=broadcast, ref=ref, code=code, vjp=vjp, doc=doc)
+    register(name, shape=broadcast, ref=ref, code=code, vjp=vjp, doc=doc, elementwise=True)
 
 
 def unary(name, ref, code, vjp, doc):
-    register(name, shape=same, ref=ref, code=code, vjp=vjp, doc=doc)
+    register(name, shape=same, ref=ref, code=code, vjp=vjp, doc=doc, elementwise=True)
 
 
 binary("add", np.add, "({0} + {1})", lambda g, y, a, b: (g, g), "a + b")

@@ -1,11 +1,11 @@
 """Neural-network ops: the stable softmax family (over the last axis), picking
-a class's entry by index, and 1-D convolution (cross-correlation)."""
+a class's entry by index, and 1-D and 2-D convolution (cross-correlation)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import CLASS_INDEX_PROBLEM, ClassIndexError
-from . import ShapeError, fmt_shape, register
+from . import ShapeError, fmt_shape, plural, register
 
 
 def last_axis(x: tuple, **_) -> tuple:
@@ -136,3 +136,56 @@ register("conv1d_dx", shape=lambda g, k, *, n, stride: (n,), ref=conv1d_dx_ref,
 register("conv1d_dk", shape=lambda g, x, *, d, stride: (d,), ref=conv1d_dk_ref,
          code="K.conv1d_dk({0}, {1}, {d}, {stride})", backward_only=True,
          doc="gradient of conv1d with respect to its kernel")
+
+
+def conv2d_shape(x: tuple, k: tuple, *, stride, padding) -> tuple:
+    if len(x) != 3 or len(k) != 4:
+        one_channel = " (an image of one channel is [1, height, width])" if len(x) == 2 else ""
+        raise ShapeError("needs an image [channels, height, width] and kernels [count, channels, height, width], "
+                         f"not {fmt_shape(x)} and {fmt_shape(k)}{one_channel}")
+    if k[1] != x[0]:
+        raise ShapeError(f"the image has {plural(x[0], 'channel')} but the kernels have {plural(k[1], 'channel')}")
+    height, width = x[1] + 2 * padding, x[2] + 2 * padding
+    if k[2] > height or k[3] > width:
+        image = f"the image padded to {height} by {width}" if padding else f"the image ({height} by {width})"
+        raise ShapeError(f"the kernels ({k[2]} by {k[3]}) are larger than {image}")
+    return (k[0], (height - k[2]) // stride + 1, (width - k[3]) // stride + 1)
+
+
+def windows(x, height, width, stride, padding):
+    """The patch of x under each output position, as a view shaped [C, Ho, Wo, height, width]."""
+    padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
+    return np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(1, 2))[:, ::stride, ::stride]
+
+
+def conv2d_ref(x, k, *, stride, padding):
+    return np.einsum("fcij,chwij->fhw", k, windows(x, *k.shape[2:], stride, padding), optimize=True)
+
+
+def conv2d_dx_ref(g, k, *, height, width, stride, padding):
+    dx = np.zeros((k.shape[1], height + 2 * padding, width + 2 * padding))
+    rows, cols = g.shape[1:]
+    for i, j in np.ndindex(*k.shape[2:]):  # each kernel tap sends g back to the inputs it read
+        dx[:, i:i + stride * rows:stride, j:j + stride * cols:stride] += np.einsum("fc,fhw->chw", k[:, :, i, j], g)
+    return dx[:, padding:padding + height, padding:padding + width]
+
+
+def conv2d_dk_ref(g, x, *, height, width, stride, padding):
+    return np.einsum("fhw,chwij->fcij", g, windows(x, height, width, stride, padding), optimize=True)
+
+
+def conv2d_vjp(g, y, x, k, stride, padding):
+    return (g.op("conv2d_dx", k, height=x.shape[1], width=x.shape[2], stride=stride, padding=padding),
+            g.op("conv2d_dk", x, height=k.shape[2], width=k.shape[3], stride=stride, padding=padding))
+
+
+register("conv2d", shape=conv2d_shape, ref=conv2d_ref, code="K.conv2d({0}, {1}, {stride}, {padding})",
+         vjp=conv2d_vjp,
+         doc="z[f, i, j] = sum_(c,p,q) k[f, c, p, q] x[c, i*stride + p, j*stride + q]: cross-correlation, "
+             "x zero-padded")
+register("conv2d_dx", shape=lambda g, k, *, height, width, stride, padding: (k[1], height, width),
+         ref=conv2d_dx_ref, code="K.conv2d_dx({0}, {1}, {height}, {width}, {stride}, {padding})",
+         backward_only=True, doc="gradient of conv2d with respect to its image")
+register("conv2d_dk", shape=lambda g, x, *, height, width, stride, padding: (g[0], x[0], height, width),
+         ref=conv2d_dk_ref, code="K.conv2d_dk({0}, {1}, {height}, {width}, {stride}, {padding})",
+         backward_only=True, doc="gradient of conv2d with respect to its kernels")

@@ -110,3 +110,15 @@ def slice_shape(x: tuple, *, start, stop) -> tuple:
 register("slice", shape=slice_shape, ref=lambda x, *, start, stop: x[start:stop].copy(),
          code="{0}[{start}:{stop}].copy()", vjp=None, backward_only=True,
          doc="entries start to stop of a vector (the gradient of `[a; b]`)")
+
+
+def reshape_shape(x: tuple, *, shape) -> tuple:
+    if int(np.prod(x)) != int(np.prod(shape)):
+        raise ShapeError(f"cannot reshape {fmt_shape(x)} to {fmt_shape(shape)}")
+    return shape
+
+
+register("reshape", shape=reshape_shape, ref=lambda x, *, shape: np.reshape(x, shape),
+         code="np.ascontiguousarray({0}).reshape({shape})",
+         vjp=lambda g, y, x, shape: (g.op("reshape", shape=x.shape),),
+         doc="the same entries in another shape, in C order (used to lay out minibatches)")

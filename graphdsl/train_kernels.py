@@ -1,0 +1,106 @@
+"""Numba helpers the generated training loop calls (as `T.name`): minibatch
+gathering, optimizer updates on the flat parameter vector, and accuracy counts."""
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def batch_rows(order, step, size, mean, ids, weights):
+    """Example ids and loss weights for one step; a short last batch repeats its first
+    example with weight 0, so every step has the same shapes. Returns the real count."""
+    start = step * size
+    count = min(size, order.size - start)
+    for i in range(size):
+        ids[i] = order[start + i] if i < count else order[start]
+        weights[i] = (1.0 / count if mean else 1.0) if i < count else 0.0
+    return count
+
+
+@njit(cache=True)
+def take(source, ids, out):
+    """out[i] = source[ids[i]] for arrays of any rank (rows flattened)."""
+    rows = source.reshape((source.shape[0], -1))
+    flat = out.reshape((out.shape[0], -1))
+    for i in range(ids.size):
+        flat[i, :] = rows[ids[i], :]
+
+
+@njit(cache=True)
+def finite(values):
+    """Whether every entry is finite (a loop: it stops at the first that is not)."""
+    for i in range(values.size):
+        if not math.isfinite(values[i]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def sgd(theta, grad, state, hyper):
+    """PyTorch's SGD: weight decay added to the gradient, then momentum (buffer starts at 0)."""
+    lr, momentum, decay = hyper[0], hyper[1], hyper[2]
+    for i in range(theta.size):
+        g = grad[i] + decay * theta[i]
+        if momentum != 0.0:
+            state[i] = momentum * state[i] + g
+            g = state[i]
+        theta[i] -= lr * g
+
+
+@njit(cache=True)
+def adam(theta, grad, state, hyper, t):
+    """PyTorch's Adam (L2 weight decay, bias correction) written the way it computes it;
+    state holds the first moments, then the second; t counts steps from 1."""
+    lr, beta1, beta2, eps, decay = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    n = theta.size
+    step_size = lr / (1.0 - beta1 ** t)
+    root = math.sqrt(1.0 - beta2 ** t)
+    for i in range(n):
+        g = grad[i] + decay * theta[i]
+        state[i] += (1.0 - beta1) * (g - state[i])
+        state[n + i] = state[n + i] * beta2 + (1.0 - beta2) * g * g
+        theta[i] -= step_size * (state[i] / (math.sqrt(state[n + i]) / root + eps))
+
+
+@njit(cache=True)
+def hit(scores, label):
+    """1 if the largest score is at class `label`, else 0: one example's accuracy."""
+    return 1 if np.argmax(scores) == int(label) else 0
+
+
+@njit(cache=True)
+def hits_argmax(scores, target, weights):
+    """Examples (weight > 0) whose largest score is their class; target holds class
+    indices, or one-hot rows."""
+    rows = scores.reshape((weights.size, -1))
+    labels = target.reshape((weights.size, -1))
+    hits = 0
+    for i in range(weights.size):
+        want = np.argmax(labels[i]) if labels.shape[1] > 1 else int(labels[i, 0])
+        if weights[i] > 0.0 and np.argmax(rows[i]) == want:
+            hits += 1
+    return hits
+
+
+@njit(cache=True)
+def hits_threshold(score, target, weights, cut):
+    """Examples (weight > 0) whose score is on the target's side of `cut` (targets 0 or 1)."""
+    scores, labels = score.reshape(-1), target.reshape(-1)
+    per = scores.size // weights.size
+    hits = 0
+    for i in range(scores.size):
+        if weights[i // per] > 0.0 and (scores[i] >= cut) == (labels[i] >= 0.5):
+            hits += 1
+    return hits / per
+
+
+@njit(cache=True)
+def put(dst, at, src):
+    """dst[at:at + src.size] = src's entries in C order. A loop here: a slice assignment in
+    generated code costs Numba ~0.6 s of compiling each (its shape-mismatch error path)."""
+    flat, into = np.ascontiguousarray(src).reshape(src.size), dst.reshape(dst.size)
+    if at + flat.size > into.size:
+        raise ValueError("graphdsl: a generated value does not fit its buffer")
+    for i in range(flat.size):
+        into[at + i] = flat[i]

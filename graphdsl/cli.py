@@ -8,6 +8,7 @@ import os
 import sys
 
 import click
+import numpy as np
 
 from .errors import DataError, SpecError
 
@@ -95,6 +96,22 @@ def trained(model, history, precision: int) -> str:
     return head + "\n\n" + table("trained params", list(model.params.items()), precision)
 
 
+def predictions(model, source) -> str:
+    """CSV, one row an example: the predicted values, with the class for a classifier."""
+    from .records import flat_names
+
+    values = model.predict(source)
+    train = model.spec.training
+    name = model.spec.graph.name_of(train.metric[1]) or "prediction"
+    columns = flat_names(name, values.shape[1:])
+    rows = values.reshape(len(values), -1)
+    argmax = train.metric[0] == "argmax"
+    lines = [",".join(f'"{c}"' if "," in c else c for c in columns + (["class"] if argmax else []))]
+    for row in rows:
+        lines.append(",".join([repr(float(v)) for v in row] + ([str(int(np.argmax(row)))] if argmax else [])))
+    return "\n".join(lines) + "\n"
+
+
 def command_line_data(source: str | None):
     """--data: a built-in set, or files (comma-separated) relative to the current directory."""
     from .data import BUILTIN
@@ -132,9 +149,12 @@ def settings_from(pairs) -> dict:
 @click.option("--save", type=click.Path(dir_okay=False), help="save the trained weights to an .npz")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="save weights and optimizer state as training goes")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="go on from a checkpoint")
+@click.option("--predict", "predict_from", metavar="SOURCE",
+              help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
-def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, detect_anomaly):
+def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
+        detect_anomaly):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for."""
     from . import records
     from .train import TrainingError, TrainingInterrupted, detect_anomaly as anomaly
@@ -164,6 +184,9 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
         blocks.append(trained(model, history, precision))
     elif data or trace or log or plot or save or checkpoint or resume:
         raise click.UsageError("training options need a spec that says `minimize L using ...`")
+    if predict_from:
+        click.echo(predictions(model, command_line_data(predict_from)), nl=False)
+        return
     found = anomaly(model) if detect_anomaly else None
     if found:
         click.echo(found, err=True)

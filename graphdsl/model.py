@@ -214,6 +214,13 @@ class Model:
         return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
                                                      resume=resume, progress=progress)
 
+    def predict(self, data, node: str | None = None) -> np.ndarray:
+        """Values of `node` for every example in `data` (a path, "iris", or a dict of input arrays),
+        at the current params; by default the scores or probabilities the loss compares with the target."""
+        from .train import predict
+
+        return predict(self, data, node)
+
     def summary(self) -> str:
         from .report import summary
         return summary(self.spec)

@@ -359,30 +359,48 @@ def detect_anomaly(model, **inputs) -> str | None:
                          hint="a stable form may exist: softmax_ce, logsumexp and bce_logits take raw scores"))
 
 
-def evaluate_examples(model, train: Training, arrays: dict) -> dict:
-    """Mean loss (and accuracy) over examples, with the interpreter on one minibatch graph of all of them."""
-    from . import train_kernels as T
-
+def evaluate_all(model, nodes: list, arrays: dict) -> dict:
+    """Values of spec nodes (ids) for every example in `arrays` (name -> one row an example), with the
+    interpreter on one minibatch graph of them all."""
     spec = model.spec
-    loss = spec.graph.names[train.loss]
-    data = data_leaves(spec, loss)
-    n = len(next(iter(arrays.values())))
-    pred = [train.metric[1]] if train.metric else []
-    g, new = batched(spec.graph, data, [loss, *pred], n)
+    data = [spec.graph.names[name] for name in arrays]
+    g, new = batched(spec.graph, data, nodes, len(next(iter(arrays.values()))))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
-    values.update({new[d]: arrays[spec.graph.name_of(d)] for d in data})
+    values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
     values.update({new[spec.graph.names[p]]: v for p, v in model.params.items()})
     with np.errstate(all="ignore"):
-        found = evaluate(g, values, [new[loss], *(new[p] for p in pred)])
-    out = {"loss": float(np.mean(found[new[loss]]))}
+        found = evaluate(g, values, [new[x] for x in nodes])
+    return {x: found[new[x]] for x in nodes}
+
+
+def evaluate_examples(model, train: Training, arrays: dict) -> dict:
+    """Mean loss (and accuracy) over examples."""
+    from . import train_kernels as T
+
+    loss = model.spec.graph.names[train.loss]
+    pred = [train.metric[1]] if train.metric else []
+    found = evaluate_all(model, [loss, *pred], arrays)
+    out = {"loss": float(np.mean(found[loss]))}
     if train.metric:
         rule, p, target = train.metric
-        ones = np.ones(n)
-        want = np.asarray(values[new[target]], dtype=np.float64)
-        hits = (T.hits_argmax(found[new[p]], want, ones) if rule == "argmax" else
-                T.hits_threshold(found[new[p]], want, ones, 0.5 if rule == "half" else 0.0))
-        out["accuracy"] = hits / n
+        ones = np.ones(len(found[loss]))
+        want = np.asarray(arrays[model.spec.graph.name_of(target)], dtype=np.float64)
+        hits = (T.hits_argmax(found[p], want, ones) if rule == "argmax" else
+                T.hits_threshold(found[p], want, ones, 0.5 if rule == "half" else 0.0))
+        out["accuracy"] = hits / len(ones)
     return out
+
+
+def predict(model, source, node: str | None = None) -> np.ndarray:
+    """`node` (by default what the loss compares with the target) for every example in `source`."""
+    train = model.spec.training
+    if node is None and (train is None or train.metric is None):
+        raise DataError("say which node to predict, e.g. predict(data, node=\"y_hat\")")
+    target = model._id(node) if node else train.metric[1]
+    needed = model.spec.graph.ancestors([target])
+    inputs = [i for i in (model.spec.graph.names[n] for n in model.spec.names_of("input")) if i in needed]
+    examples = datasets.load(source, fields(model, inputs), None)
+    return evaluate_all(model, [target], examples)[target]
 
 
 class Progress:

@@ -1,0 +1,1 @@
+"""graphdsl benchmark suite: python -m bench.run (see bench/run.py)."""

@@ -1,0 +1,284 @@
+"""graphdsl's benchmark suite (issue 5): the same network, initial weights, data and batches
+trained in graphdsl and in its peers, timed interleaved in one process.
+
+Run from the repository root:
+
+    /work/venv/bin/python -m bench.run            # everything, about 15-20 minutes on 2 cores
+    /work/venv/bin/python -m bench.run --quick    # fewer steps and repetitions: a few minutes
+    /work/venv/bin/python -m bench.run --only W2,cold --reps 7
+
+Workloads (bench/workloads.py): W1 XOR 2-2-1 batch 1, W2 Iris full batch, W3 digits batch 32,
+W4 MNIST-size batch 128 (float64 for everyone, float32 peers listed too, plus np.dot GEMM
+throughput), and `cold`: fresh processes, empty and warm caches. Peers (bench/peers.py):
+graphdsl `model.train()`, PyTorch eager (os.cpu_count() threads, and 1 thread), JAX with the
+whole loop jitted (lax.fori_loop), JAX with a jitted step, NumPy by hand.
+
+Each repetition runs every peer once, in a rotated order (round-robin), so that a noisy machine
+slows all of them alike; a table gives the median. Only training is timed: compiling or warming
+up (graphdsl: the first train() of one epoch in the process, on an empty cache, i.e. code
+generation and Numba compiling; JAX: lower().compile(), or the first step) is its own column.
+`vs graphdsl` is the peer's speed relative to graphdsl's (graphdsl's median time / the peer's):
+above 1 the peer is faster. `final loss` is the mean loss over the whole data set at the trained
+weights, in float64 NumPy; every peer must match NumPy-by-hand float64 (relative 1e-7; 1e-3 for
+float32), or the row says MISMATCH and the exit status is 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_caches() -> dict:
+    """Environment for an empty graphdsl cache and an empty Numba cache (graphdsl's helper
+    kernels are Numba-cached too, by default next to their source)."""
+    return {"GRAPHDSL_CACHE_DIR": tempfile.mkdtemp(prefix="gdsl-bench-"),
+            "NUMBA_CACHE_DIR": tempfile.mkdtemp(prefix="numba-bench-")}
+
+
+if __name__ == "__main__" and "--child" not in sys.argv and "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ.update(fresh_caches())  # before numba is imported: warm-up columns are cold compiles
+
+import numpy as np  # noqa: E402
+
+from bench import peers as P, workloads as W  # noqa: E402
+
+DEFAULT_PEERS = {
+    "W1": ["graphdsl", "torch", "jax-loop", "jax-step", "numpy"],
+    "W2": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
+    "W3": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
+    "W4": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
+}
+F32_PEERS = ["torch", "torch-1t", "jax-loop", "jax-step", "numpy"]
+
+
+def fmt(x, digits=3) -> str:
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.{digits}g} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.{digits}g} k"
+    return f"{x:.{digits}g}"
+
+
+def table(title: str, unit: str, rows: list) -> str:
+    """rows: dicts with peer, times, throughput work, warm, loss, ok."""
+    base = next((statistics.median(r["times"]) for r in rows if r["peer"] == "graphdsl"), None)
+    out = [f"### {title}", "", f"| peer | median s | {unit} | vs graphdsl | compile/warm-up s | final loss |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        med = statistics.median(r["times"])
+        vs = f"{base / med:.3g}x" if base else "-"
+        loss = f"{r['loss']:.12g}" + ("" if r["ok"] else f" MISMATCH (ref {r['ref']:.12g})")
+        warm = "-" if r["warm"] is None else f"{r['warm']:.3g}"
+        out.append(f"| {r['peer']} | {med:.4g} | {fmt(r['work'] / med if r['work'] else None)} | {vs} | "
+                   f"{warm} | {loss} |")
+    spread = ", ".join(f"{r['peer']} {min(r['times']):.3g}-{max(r['times']):.3g}" for r in rows)
+    out += ["", f"runs: {len(rows[0]['times'])} each; min-max s: {spread}", ""]
+    return "\n".join(out)
+
+
+def bench_workload(key: str, args) -> tuple:
+    wl = W.make(key, quick=args.quick)
+    names = [p for p in (args.peers.split(",") if args.peers else DEFAULT_PEERS[key]) if p in P.PEERS]
+    entries = [(n, np.float64) for n in names]
+    if key == "W4":
+        entries += [(n, np.float32) for n in F32_PEERS if n in names]
+    runners, rows = [], []
+    for name, dt in entries:
+        label = P.PEERS[name].name + (" (float32)" if dt == np.float32 else "")
+        print(f"  {key}: setting up {label}", file=sys.stderr, flush=True)
+        peer = P.PEERS[name](wl, dt)
+        warm = peer.warmup() if name in ("graphdsl", "jax-loop", "jax-step") else None
+        runners.append(peer)
+        rows.append({"peer": label, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt})
+    reps = args.reps or (3 if args.quick else 5)
+    for rep in range(reps):
+        order = list(range(len(runners)))
+        order = order[rep % len(order):] + order[:rep % len(order)]
+        for i in order:
+            peer = runners[i]
+            if hasattr(peer, "prepare"):
+                peer.prepare()
+            t = time.perf_counter()
+            layers = peer.run()
+            rows[i]["times"].append(time.perf_counter() - t)
+            rows[i]["loss"] = wl.loss(layers)
+        print(f"  {key}: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
+    ref = next((r["loss"] for r in rows if r["peer"] == P.NumPy.name), None)
+    if ref is None:
+        ref = wl.loss(P.NumPy(wl).run())
+    for r in rows:
+        tol = 1e-3 if r["dtype"] == np.float32 else 1e-7
+        r["ref"], r["ok"] = ref, abs(r["loss"] - ref) <= tol * abs(ref)
+    text = table(wl.title, wl.unit, rows)
+    if key == "W4":
+        text += gemm_report(wl, rows)
+    return text, all(r["ok"] for r in rows)
+
+
+def gemm_report(wl, rows) -> str:
+    """np.dot throughput at the layer shapes of one step (forward, weight gradients, input
+    gradients except the first layer's), and the fraction of it graphdsl reaches."""
+    B, sizes = wl.batch, wl.sizes
+    lines = ["GEMM (np.dot at W4's layer shapes, one step = 3 forward + 3 weight-gradient + 2 "
+             "input-gradient products):", "",
+             "| dtype | GFLOP/s | GEMM-only samples/s (bound) | graphdsl's fraction of it |", "|---|---|---|---|"]
+    base = next(statistics.median(r["times"]) for r in rows if r["peer"] == "graphdsl")
+    for dt in (np.float64, np.float32):
+        rng = np.random.default_rng(0)
+        shapes = []
+        for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes.append(((B, fi), (fi, fo)))          # forward  A W'
+            shapes.append(((fo, B), (B, fi)))           # dW = dZ' A
+            if i:
+                shapes.append(((B, fo), (fo, fi)))      # dA = dZ W
+        mats = [(rng.random(a).astype(dt), rng.random(b).astype(dt)) for a, b in shapes]
+        flops = sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
+        for a, b in mats:
+            np.dot(a, b)
+        times = []
+        for _ in range(7):
+            t = time.perf_counter()
+            for _ in range(20):
+                for a, b in mats:
+                    np.dot(a, b)
+            times.append((time.perf_counter() - t) / 20)
+        step = statistics.median(times)
+        bound = B / step
+        frac = (wl.per_run / bound) / base if dt == np.float64 else None
+        lines.append(f"| {np.dtype(dt).name} | {flops / step / 1e9:.3g} | {fmt(bound)} | "
+                     f"{'-' if frac is None else f'{100 * frac:.0f}%'} |")
+    return "\n".join(lines) + "\n\n"
+
+
+# -- cold start: fresh processes ------------------------------------------------------------
+
+def child(key: str, peer: str, quick: bool) -> None:
+    """One fresh process: set up, warm up, train once; prints its timings as JSON."""
+    t0 = time.perf_counter()
+    wl = W.make(key, quick=quick)
+    p = P.PEERS[peer](wl)
+    t1 = time.perf_counter()
+    warm = p.warmup()
+    if hasattr(p, "prepare"):
+        p.prepare()
+    t2 = time.perf_counter()
+    layers = p.run()
+    t3 = time.perf_counter()
+    print(json.dumps({"setup": t1 - t0, "warm": warm, "run": t3 - t2, "loss": wl.loss(layers)}))
+
+
+def timed(cmd: list, env: dict) -> tuple:
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return wall, done.stdout
+
+
+def bench_cold(args) -> tuple:
+    py = sys.executable
+    gdsl = str(Path(py).with_name("graphdsl"))
+    spec = "specs/seed000_s4_backprop.nn"
+    base = {k: v for k, v in os.environ.items() if k not in ("GRAPHDSL_CACHE_DIR", "NUMBA_CACHE_DIR")}
+    warm_env = {**base, **fresh_caches()}
+    quick = ["--quick"] if args.quick else []
+    w2 = lambda peer: [py, "-m", "bench.run", "--child", "W2", peer, *quick]  # noqa: E731
+    cases = [
+        ("python -c pass", [py, "-c", "pass"], False),
+        ("graphdsl run (numpy engine)", [gdsl, "run", spec], True),
+        ("graphdsl run --engine numba", [gdsl, "run", spec, "--engine", "numba"], True),
+        ("W2 training: graphdsl", w2("graphdsl"), True),
+        ("W2 training: PyTorch eager", w2("torch"), False),
+        ("W2 training: JAX jit(fori_loop)", w2("jax-loop"), False),
+        ("W2 training: NumPy by hand", w2("numpy"), False),
+    ]
+    for _, cmd, _ in cases:  # warm the warm cache (twice: Numba writes some entries on first use)
+        timed(cmd, warm_env)
+        timed(cmd, warm_env)
+    reps = args.reps or (3 if args.quick else 5)
+    results = {}
+    for rep in range(reps):
+        for name, cmd, cached in cases:
+            for which in (("empty cache", "warm cache") if cached else ("-",)):
+                env = {**base, **fresh_caches()} if which == "empty cache" else warm_env
+                wall, out = timed(cmd, env)
+                info = json.loads(out.strip().splitlines()[-1]) if "--child" in cmd else {}
+                results.setdefault((name, which), []).append((wall, info))
+        print(f"  cold: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
+    unit = W.make("W2", quick=args.quick).epochs
+    lines = ["### Cold start: a fresh process from start to result", "",
+             f"W2 rows train {unit} epochs. `compile/warm-up s` is, inside the process, graphdsl's first "
+             "train(epochs=1) (code generation + Numba compiling, or loading the cache) or JAX's "
+             "lower().compile(); `train s` the training alone; `setup s` imports and data.", "",
+             "| run | cache | median s (whole process) | setup s | compile/warm-up s | train s | final loss |",
+             "|---|---|---|---|---|---|---|"]
+    for (name, which), got in results.items():
+        med = statistics.median(w for w, _ in got)
+        info = [i for _, i in got if i]
+        pick = lambda k: f"{statistics.median(i[k] for i in info):.3g}" if info and info[0].get(k) is not None else "-"  # noqa: E731
+        loss = f"{info[-1]['loss']:.12g}" if info else "-"
+        lines.append(f"| {name} | {which} | {med:.3g} | {pick('setup')} | {pick('warm')} | {pick('run')} | {loss} |")
+    losses = [i["loss"] for got in results.values() for _, i in got if i]
+    ok = not losses or max(losses) - min(losses) <= 1e-7 * abs(min(losses))
+    lines += ["", f"runs: {reps} each" + ("" if ok else "; W2 losses DIFFER between processes"), ""]
+    return "\n".join(lines), ok
+
+
+def machine() -> str:
+    import platform
+
+    import numba
+    import sklearn
+    model = "?"
+    try:
+        info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Model name"))
+    except Exception:
+        pass
+    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"numba {numba.__version__}",
+                f"scikit-learn {sklearn.__version__}"]
+    for mod in ("torch", "jax"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            versions.append(f"{mod} missing")
+    return f"{model}, {os.cpu_count()} cores; " + ", ".join(versions)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="graphdsl benchmark suite")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and repetitions (a few minutes)")
+    ap.add_argument("--reps", type=int, help="repetitions per peer (default 5; 3 with --quick)")
+    ap.add_argument("--only", default="W1,W2,W3,W4,cold", help="comma-separated: W1,W2,W3,W4,cold")
+    ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
+    ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child, args.quick)
+        return 0
+    print(f"machine: {machine()}")
+    print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.run', *sys.argv[1:]])}\n")
+    ok = True
+    for key in args.only.split(","):
+        text, good = bench_cold(args) if key == "cold" else bench_workload(key, args)
+        print(text, flush=True)
+        ok = ok and good
+    if not ok:
+        print("FAILED: some final losses do not match (see MISMATCH)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -72,7 +72,7 @@ def test_data_file_names_are_paths_not_code(tmp_path):
                     'minimize L using sgd(lr=0.1)\n')
     proc = subprocess.run([sys.executable, "-c", "from graphdsl.cli import main; main()", "run", "net.nn"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=dict(os.environ))
     assert proc.returncode == 2 and "x;touch pwned: no such file" in proc.stderr, proc.stderr
     assert not (tmp_path / "pwned").exists()
 
@@ -83,7 +83,7 @@ def test_hostile_setting_values_are_refused(tmp_path, value):
     spec.write_text("setting s = 2\ninput x = 1\ny = s x\nshow y\n")
     proc = subprocess.run([sys.executable, "-c", "from graphdsl.cli import main; main()", "run", "net.nn",
                            "--set", f"s={value}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=dict(os.environ))
     assert proc.returncode == 2, proc.stderr
     assert "setting `s`" in proc.stderr and "Traceback" not in proc.stderr
 

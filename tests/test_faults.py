@@ -10,6 +10,7 @@ import pickle
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -113,7 +114,7 @@ print(repr(sorted((k, v.tolist()) for k, v in model.grad().items())))
 
 def compute(cache: Path):
     env = {**os.environ, "GRAPHDSL_CACHE_DIR": str(cache)}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, cwd=cache.parent, text=True,
+    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, cwd=tempfile.gettempdir(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

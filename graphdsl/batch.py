@@ -14,11 +14,8 @@ import numpy as np
 
 from .errors import SpecError
 from .ir import Graph, fmt_shape
-from .ops import Sym
+from .ops import OPS, Sym
 
-ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "eq"}
-UNARY = {"neg", "exp", "log", "sin", "cos", "sqrt", "abs", "sign", "sigmoid", "tanh", "relu", "step",
-         "is_zero", "softplus"}
 PER_ROW = {"softmax", "log_softmax", "logsumexp", "pick", "onehot"}  # along the last axis already
 
 
@@ -72,13 +69,14 @@ def placed(items: list, flags: list, widths: list, total: int) -> Sym:
 
 def rule(node, args: list, flags: list, batch: int) -> Sym:
     op, kw = node.op, node.kw
-    if op in UNARY or op in PER_ROW:
-        if op in ("pick",) and not all(flags):
+    if OPS[op].elementwise:
+        rank = len(node.shape)
+        first, *rest = (aligned(a, rank, f) for a, f in zip(args, flags))
+        return first.op(op, *rest)
+    if op in PER_ROW:
+        if op == "pick" and not all(flags):
             raise Unbatchable("a class index that is the same for every example")
         return args[0].op(op, *args[1:], **kw)
-    if op in ELEMENTWISE:
-        rank = len(node.shape)
-        return aligned(args[0], rank, flags[0]).op(op, aligned(args[1], rank, flags[1]))
     if op == "matmul":
         return matmul(args[0], args[1], flags[0], flags[1])
     if op == "transpose":

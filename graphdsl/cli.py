@@ -1,4 +1,4 @@
-"""The `graphdsl` command: run, check, summary, show-ir and show-code a spec.
+"""The `graphdsl` command: run (and train), check, summary, explain, show-ir, show-code and sweep.
 
 Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl.
 """
@@ -98,18 +98,16 @@ def trained(model, history, precision: int) -> str:
 
 def predictions(model, source) -> str:
     """CSV, one row an example: the predicted values, with the class for a classifier."""
-    from .records import flat_names
+    from .records import csv_header, csv_row, flat_names
 
     values = model.predict(source)
     train = model.spec.training
     name = model.spec.graph.name_of(train.metric[1]) or "prediction"
-    columns = flat_names(name, values.shape[1:])
-    rows = values.reshape(len(values), -1)
     argmax = train.metric[0] == "argmax"
-    lines = [",".join(f'"{c}"' if "," in c else c for c in columns + (["class"] if argmax else []))]
-    for row in rows:
-        lines.append(",".join([repr(float(v)) for v in row] + ([str(int(np.argmax(row)))] if argmax else [])))
-    return "\n".join(lines) + "\n"
+    rows = values.reshape(len(values), -1)
+    lines = [csv_header(flat_names(name, values.shape[1:]) + (["class"] if argmax else []))]
+    lines += [csv_row([*row.tolist(), *([int(np.argmax(row))] if argmax else [])]) for row in rows]
+    return "".join(lines)
 
 
 def command_line_data(source: str | None):

@@ -1,8 +1,9 @@
-"""Graph IR to Python source for Numba: one straight-line function per program.
+"""Graph IR to Python source for Numba: a kernel function per program, and the training loop.
 
-Variables are named by node id (`v7`), never by user text, so nothing a spec
-says can become code; user names appear only in comments, and the grammar
-limits them to letters, digits and underscores.
+Every array a node computes gets a buffer made once, filled by plain loops (loops.py) or
+a helper kernel; scalars are locals. Variables are named by node id (`v7`), never by user
+text, so nothing a spec says can become code; user names appear only in comments, and the
+grammar limits them to letters, digits and underscores.
 """
 from __future__ import annotations
 
@@ -115,43 +116,50 @@ def train_loop(plan) -> str:
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
-    data = [f"d{i}" for i in range(len(plan.data))]
     param_slots = slots(shape(p) for p in plan.params)
     grads = plan.outputs[1:1 + len(plan.params)]
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
              if grads.count(gid) == 1 and owns_buffer(g.nodes[gid])}
     prologue, step = body(g, plan.outputs, homes)
-    per_step, top = [], ["grad = np.zeros_like(theta)", "ids = np.empty(size, np.int64)", "t = t0", "row = 0"]
-    for nid, (a, b) in zip(plan.params, param_slots):
-        (per_step if shape(nid) == () else top).append(
-            f"{var(nid)} = theta[{a}]" if shape(nid) == () else f"{var(nid)} = theta[{a}:{b}].reshape({shape(nid)})")
-    if plan.batched:
-        top.append(f"{var(plan.weights)} = np.ones(size)")
-        top += [f"{var(nid)} = np.empty({shape(nid)})" for nid in plan.data]
-        per_step += [f"count = T.batch_rows(order[e], s, size, mean, ids, {var(plan.weights)})"]
-        per_step += [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
-    else:
-        per_step += ["count = 1"] + [f"{var(nid)} = {d}[order[e, s]]" for d, nid in zip(data, plan.data)]
-    loss = var(plan.outputs[0])
+    top, per_step = loop_inputs(plan, shape, param_slots)
     after = [flat_store("grad", span, var(gid), shape(p))
              for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes]
     # a finite loss can still have an infinite gradient (sqrt at 0): check both before updating
-    after += [f"loss = {loss}", "if not (np.isfinite(loss) and T.finite(grad)):", "    return t - t0, row, 1"]
-    after += ["log[e, 0] += loss", "log[e, 2] += count"]
+    after += [f"loss = {var(plan.outputs[0])}", "if not (np.isfinite(loss) and T.finite(grad)):",
+              "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
         after.append(f"log[e, 1] += {hits(plan, shape)}")
     after += trace_row(plan, shape, param_slots)
     after.append(f"T.{plan.optimizer}(theta, grad, state, hyper{', t' if plan.optimizer == 'adam' else ''})")
+    data = "".join(f"d{i}, " for i in range(len(plan.data)))
     consts = "".join(var(c) + ", " for c in plan.consts)
     lines = ['@njit(cache=True, error_model="numpy")',
-             f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, t0, epoch0, size, mean, "
-             f"{consts}trace, every, log):"]
+             f"def train({data}order, theta, state, hyper, t0, epoch0, size, mean, {consts}trace, every, log):"]
     lines += [f"    {stmt}" for stmt in top + prologue]
     lines += ["    for e in range(order.shape[0]):", "        for s in range((order.shape[1] + size - 1) // size):"]
     lines += [f"            {stmt}" for stmt in per_step + step + after]
     lines.append("    return t - t0, row, 0")
     return "\n".join(lines)
+
+
+def loop_inputs(plan, shape, param_slots) -> tuple:
+    """(statements before the loop, statements opening each step) that give every param and data
+    leaf its value: params as views of `theta` (scalars read each step), examples gathered."""
+    top = ["grad = np.zeros_like(theta)", "ids = np.empty(size, np.int64)", "t = t0", "row = 0"]
+    per_step = []
+    for nid, (a, b) in zip(plan.params, param_slots):
+        if shape(nid) == ():
+            per_step.append(f"{var(nid)} = theta[{a}]")
+        else:
+            top.append(f"{var(nid)} = theta[{a}:{b}].reshape({shape(nid)})")
+    data = [f"d{i}" for i in range(len(plan.data))]
+    if not plan.batched:
+        return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[order[e, s]]" for d, nid in zip(data, plan.data)]
+    top.append(f"{var(plan.weights)} = np.ones(size)")
+    top += [f"{var(nid)} = np.empty({shape(nid)})" for nid in plan.data]
+    per_step.append(f"count = T.batch_rows(order[e], s, size, mean, ids, {var(plan.weights)})")
+    return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 
 
 def hits(plan, shape) -> str:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
+from .files import replace_atomically
 
 KERNELS = [Path(__file__).with_name(name) for name in ("kernels.py", "train_kernels.py")]
 
@@ -44,17 +45,9 @@ def module_key(source: str) -> str:
     return hashlib.sha256(f"{source}\0{toolchain()}".encode()).hexdigest()[:24]
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """A temp file beside path, then os.replace: a reader never sees half a file."""
+def write_module(path: Path, source: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda f: f.write(source.encode("utf-8")))
 
 
 def holds(path: Path, text: str) -> bool:
@@ -91,13 +84,13 @@ def module_file(name: str, source: str) -> Path:
     if holds(path, source):
         return path
     try:
-        write_atomically(path, source)
+        write_module(path, source)
         return path
     except OSError as err:
         warn_once("cache", f"cannot write the cache {path.parent} ({err.strerror or err}); "
                            "compiling into a temporary directory instead (set GRAPHDSL_CACHE_DIR to change it)")
     path = fallback_dir() / f"{name}.py"
-    write_atomically(path, source)
+    write_module(path, source)
     return path
 
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from math import nan
-from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .files import replace_atomically
 from .ir import fmt_shape
 
 # Keys of optimizer state and metadata in a weights file. Spec names never contain
@@ -49,10 +47,21 @@ def _cannot_write(path, err: OSError) -> DataError:
     return DataError(f"cannot write {path}: {err.strerror or err}")
 
 
-def _csv_line(ints, floats) -> str:
-    """One CSV line: integers as integers, floats at full precision. repr is the shortest
+def csv_header(names: list[str]) -> str:
+    """A CSV header line; csv quotes the names that need it (flat names like W[0,1] hold a comma)."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(names)
+    return text.getvalue()
+
+
+def csv_row(cells) -> str:
+    """One CSV line: ints as integers, other numbers at full precision. repr is the shortest
     text that reads back to the same float, and its nan/inf/-inf are what pandas reads."""
-    return ",".join([*(str(int(x)) for x in ints), *(repr(float(x)) for x in floats)]) + "\n"
+    return ",".join(str(x) if isinstance(x, int) else repr(float(x)) for x in cells) + "\n"
+
+
+def _csv_line(ints, floats) -> str:
+    return csv_row([*(int(x) for x in ints), *(float(x) for x in floats)])
 
 
 class _CsvLog:
@@ -65,10 +74,7 @@ class _CsvLog:
             self._file = open(path, "w", encoding="utf-8", newline="")
         except OSError as err:
             raise _cannot_write(path, err) from None
-        # csv quotes the names that need it: flat names like W[0,1] contain a comma.
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerow(header)
-        self._write(text.getvalue())
+        self._write(csv_header(header))
 
     def _write(self, text: str) -> None:
         self._file.write(text)
@@ -141,29 +147,17 @@ class History:
         for key in columns:
             if key not in self.history:
                 self.history[key] = [nan] * len(self.epoch)
-        self.epoch.extend(int(e) for e in epochs)
-        for key, column in self.history.items():
-            column.extend(float(v) for v in columns.get(key, [nan] * len(epochs)))
+        self.epoch.extend(np.asarray(epochs, dtype=np.int64).tolist())
+        for key, column in self.history.items():  # tolist: Python floats, at C speed for long runs
+            column.extend(np.asarray(columns.get(key, [nan] * len(epochs)), dtype=np.float64).tolist())
 
 
 def _write_atomically(path, write) -> None:
-    """Call write(binary file) on a temp file beside path, fsync it, then os.replace it over
-    path: a crash at any moment leaves the old complete file or the new complete one.
-    The temp file sits in the same directory so the replace is a rename on one filesystem;
-    `open(..., "x")` (not mkstemp) so the file gets the usual umask permissions, not 0600."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    """files.replace_atomically, with a failure to write reported as a DataError naming the file."""
     try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise _cannot_write(path, err) from None
-        raise
+        replace_atomically(path, write)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
 
 
 def _weight_arrays(path, params: dict, state: dict, meta: dict) -> dict[str, np.ndarray]:
@@ -257,24 +251,34 @@ def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
     return params, state, meta
 
 
-def plot_history(history: History, path) -> None:
-    """Loss (and val_loss) on one axes, accuracy (and val_accuracy) on another when present,
-    against epoch, written as a PNG atomically. Needs the optional matplotlib."""
+def figure(path, width: float, height: float):
+    """A bare matplotlib Figure on the Agg canvas, to be written to `path`: no display is needed
+    and no pyplot state changes in the caller's process (a notebook keeps its own backend).
+    Needs the optional matplotlib."""
     try:
-        # The Agg canvas on a bare Figure: no display, and no pyplot state changed in
-        # the caller's process (a notebook keeps its own backend).
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise DataError(f'cannot plot {path}: plotting needs matplotlib; '
                         f'install it with: pip install "graphdsl[plot]"') from None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path) -> None:
+    _write_atomically(path, lambda f: fig.savefig(f, format="png"))
+
+
+def plot_history(history: History, path) -> None:
+    """Loss (and val_loss) on one axes, accuracy (and val_accuracy) on another when present,
+    against epoch, written as a PNG atomically. Needs the optional matplotlib."""
     panels = [[key for key in group if key in history.history] for group in PANELS]
     panels = [keys for keys in panels if keys]
+    fig = figure(path, 6, 3 * max(len(panels), 1))
     if not panels:
         raise DataError(f"cannot plot {path}: the history has no loss or accuracy "
                         f"(it has {', '.join(history.history) or 'nothing'})")
-    fig = Figure(figsize=(6, 3 * len(panels)), layout="constrained")
-    FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     epochs = np.asarray(history.epoch)
     for ax, keys in zip(axes, panels):
@@ -287,4 +291,4 @@ def plot_history(history: History, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[-1].set_xlabel("epoch")
-    _write_atomically(path, lambda f: fig.savefig(f, format="png"))
+    save_png(fig, path)

@@ -320,18 +320,11 @@ def best(rows: list) -> tuple[str, dict | None]:
 
 def plot(rows: list, swept: list, metric: str, path) -> None:
     """The metric of every finished trial against each swept setting, one panel each, as a PNG."""
-    from .records import _write_atomically
+    from .records import figure, save_png
 
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise DataError(f'cannot plot {path}: plotting needs matplotlib; '
-                        f'install it with: pip install "graphdsl[plot]"') from None
     ok = [r for r in rows if r["status"] == "ok"]
     names = swept or ["seed"]
-    fig = Figure(figsize=(4 * len(names), 3.2), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = figure(path, 4 * len(names), 3.2)
     for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
         xs = [number(r[name]) for r in ok]
         if not all(math.isfinite(x) for x in xs):  # words or lists: one position each, in order met
@@ -344,7 +337,7 @@ def plot(rows: list, swept: list, metric: str, path) -> None:
         ax.set_xlabel(name)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    _write_atomically(path, lambda f: fig.savefig(f, format="png"))
+    save_png(fig, path)
 
 
 def describe(row: dict, swept: list) -> str:

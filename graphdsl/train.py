@@ -13,11 +13,12 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from . import codegen, data as datasets, jit, records
+from . import codegen, data as datasets, jit, records, train_kernels as T
 from .autodiff import backward
 from .batch import batched
 from .errors import DataError, SpecError
@@ -74,7 +75,6 @@ class LoopPlan:
     """What the generated loop needs to know about the step graph."""
 
     graph: Graph
-    leaves: list        # the step function's arguments, in order
     data: list          # leaves fed with examples, in field order
     consts: list        # the other non-param leaves, passed once
     params: list        # param leaves, in `theta` order
@@ -112,9 +112,8 @@ def make_plan(spec, train: Training, batch: int | None, traced: list) -> LoopPla
     grads = backward(g, total, [new[p] for p in params])
     outputs = [total, *(grads[new[p]] for p in params), *(new[p] for p in pred), *(new[t] for t in traced)]
     metric = (train.metric[0], len(params) + 1, new[train.metric[2]]) if train.metric else None
-    leaves = [n.id for n in g.leaves()]
     fed = {*(new[d] for d in data), *(new[p] for p in params), weights}
-    return LoopPlan(g, leaves, [new[d] for d in data], [x for x in leaves if x not in fed],
+    return LoopPlan(g, [new[d] for d in data], [n.id for n in g.leaves() if n.id not in fed],
                     [new[p] for p in params], weights, batch is not None, outputs, metric,
                     [new[t] for t in traced], 1 + len(params) + len(pred), train.optimizer)
 
@@ -130,7 +129,7 @@ def examples(model, train: Training, source, data: list) -> dict:
     source = source if source is not None else train.data
     wanted = fields(model, data)
     if isinstance(source, DataSource):
-        source = source.builtin or (source.files[0] if len(source.files) == 1 else source.files) or source.arrays
+        source = source.loadable()
     if source is None:  # no data anywhere: the spec's values are the one example
         missing = [f.name for f in wanted if spec.graph.names[f.name] not in spec.graph.values]
         if missing:
@@ -166,6 +165,9 @@ class Trainer:
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
         self.plan = make_plan(spec, train, size if size > 1 else None, [spec.graph.names[t] for t in self.traced])
         self.kernel = None
+        # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
+        self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
+                          [self.leaf_value(c) for c in self.plan.consts])
 
     # -- the flat parameter vector -----------------------------------------
 
@@ -194,19 +196,17 @@ class Trainer:
         opts = self.train.options
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
         hyper = np.array([self.train.settings[k] for k in HYPER[self.train.optimizer]])
-        names = [self.plan.graph.name_of(d) for d in self.plan.data]
+        data, consts = self.arguments
         trace = np.zeros((trace_rows, self.trace_width()))
         log = np.zeros((count, 3))
-        steps, rows, failed = self.compiled()(
-            *(self.fit[nm] for nm in names), order, theta, state, hyper, t0, first, self.size,
-            opts["reduce"] == "mean", *(self.leaf_value(c) for c in self.plan.consts), trace, opts["every"], log)
+        steps, rows, failed = self.compiled()(*data, order, theta, state, hyper, t0, first, self.size,
+                                              opts["reduce"] == "mean", *consts, trace, opts["every"], log)
         return steps, trace[:rows], log, bool(failed), order
 
     def trace_width(self) -> int:
-        g = self.plan.graph
-        n_params = sum(int(np.prod(g.nodes[p].shape)) for p in self.plan.params)
-        return 3 + sum(int(np.prod(g.nodes[t].shape)) for t in self.plan.traced) + 2 * n_params
+        return 2 + len(self.trace_columns)  # step and epoch, then the columns
 
+    @cached_property
     def trace_columns(self) -> list:
         spec = self.model.spec
         shape = lambda n: spec.graph.nodes[spec.graph.names[n]].shape  # noqa: E731
@@ -264,7 +264,7 @@ class Trainer:
         epochs = self.train.options["epochs"]
         theta, state, t, done = self.start(resume)
         history = records.History()
-        writer = records.TraceWriter(trace, self.trace_columns()) if trace not in (None, True) else None
+        writer = records.TraceWriter(trace, self.trace_columns) if trace not in (None, True) else None
         kept = []
         epoch_log = records.EpochLog(log, self.metrics()) if log else None
         bar = Progress(epochs, done, progress)
@@ -299,22 +299,22 @@ class Trainer:
                     closing.close()
         if trace is True:
             history.trace = np.concatenate(kept) if kept else np.zeros((0, self.trace_width()))
-            history.trace_columns = ["step", "epoch", *self.trace_columns()]
+            history.trace_columns = ["step", "epoch", *self.trace_columns]
         return history
 
     def non_finite(self, theta, order, steps: int, step: int, done: int) -> "TrainingError":
         """Replay the failing step in the interpreter and name the first non-finite value."""
-        per = self.steps_per_epoch()
-        e, s = divmod(steps, per)
-        ids = order[e][s * self.size:(s + 1) * self.size]
+        e, s = divmod(steps, self.steps_per_epoch())
+        ids, weights = np.empty(self.size, np.int64), np.empty(self.size)
+        T.batch_rows(order[e], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
         plan, g = self.plan, self.plan.graph
-        values = {c: self.leaf_value(c) for c in plan.consts}
+        values = dict(zip(plan.consts, self.arguments[1]))
         values.update(zip(plan.params, (self.model.params[n] for n in self.model.spec.names_of("param"))))
         for leaf in plan.data:
             rows = self.fit[g.name_of(leaf)][ids]
             values[leaf] = rows if plan.batched else rows[0]
         if plan.weights is not None:
-            values[plan.weights] = np.full(self.size, 1.0 / len(ids))
+            values[plan.weights] = weights
         bad = first_non_finite(g, values, plan.outputs[:1 + len(plan.params)])
         message = (f"training stopped at step {step} (epoch {done + e + 1}): the loss or a gradient is not "
                    f"finite; "
@@ -375,8 +375,6 @@ def evaluate_all(model, nodes: list, arrays: dict) -> dict:
 
 def evaluate_examples(model, train: Training, arrays: dict) -> dict:
     """Mean loss (and accuracy) over examples."""
-    from . import train_kernels as T
-
     loss = model.spec.graph.names[train.loss]
     pred = [train.metric[1]] if train.metric else []
     found = evaluate_all(model, [loss, *pred], arrays)

@@ -37,8 +37,11 @@ class DataSource:
     builtin: str | None = None
     arrays: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
-        return ", ".join(self.files) if self.files else self.builtin or "the spec's inline data"
+    def loadable(self):
+        """What data.load takes: a built-in name, one path, several paths, or arrays by name."""
+        if self.builtin or len(self.files) == 1:
+            return self.builtin or self.files[0]
+        return self.files or self.arrays
 
 
 @dataclass(frozen=True)

@@ -66,18 +66,27 @@ def _csv_line(ints, floats) -> str:
 
 class _CsvLog:
     """A CSV file written in whole lines: each append is one write, then a flush, so a
-    reader (or a crash) mid-run finds only complete rows on disk."""
+    reader mid-run finds only complete rows on disk. A crash in the middle of a write can
+    still leave a last line without its newline: read_trace skips it, and resuming cuts it.
 
-    def __init__(self, path, header: list[str]):
+    `upto`, on resume, is the step (trace) or epoch (log) the checkpoint holds: an existing
+    file with the same header keeps its rows up to there and is continued; None starts afresh."""
+
+    def __init__(self, path, header: list[str], upto: int | None = None):
         self.path = path
+        header = csv_header(header)
         try:
-            self._file = open(path, "w", encoding="utf-8", newline="")
+            kept = 0 if upto is None else _whole_rows_upto(path, header.encode(), upto)
+            self._file = open(path, "ab" if kept else "wb")
+            if kept:
+                self._file.truncate(kept)
         except OSError as err:
             raise _cannot_write(path, err) from None
-        self._write(csv_header(header))
+        if not kept:
+            self._write(header)
 
     def _write(self, text: str) -> None:
-        self._file.write(text)
+        self._file.write(text.encode())
         self._file.flush()
 
     def close(self) -> None:
@@ -90,12 +99,61 @@ class _CsvLog:
         self.close()
 
 
+def _whole_rows_upto(path, header: bytes, upto: int) -> int:
+    """The length of `path`'s header and of its whole rows whose first cell is at most `upto`;
+    0 when there is no file or no whole header. Later rows were written after the checkpoint
+    (the resumed run writes them again) and a last line without its newline was cut by a crash."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        first = f.readline()
+        if not first.endswith(b"\n"):
+            return 0
+        if first != header:
+            raise DataError(f"cannot continue {path}: its columns are not the ones this run writes "
+                            "(it was written for another spec or settings); pass a new path")
+        kept = len(first)
+        for number, line in enumerate(f, 2):
+            try:
+                if not line.endswith(b"\n") or int(line.split(b",", 1)[0]) > upto:
+                    break  # rows are in order: the first one past `upto` ends what is kept
+            except ValueError:
+                raise DataError(f"cannot continue {path}: row {number} is not one graphdsl wrote; "
+                                "pass a new path") from None
+            kept += len(line)
+        return kept
+
+
+def read_trace(path) -> tuple[list[str], np.ndarray]:
+    """(column names, rows as a float array) of a trace or epoch log CSV. A last line without
+    its newline, which a run killed mid-write can leave, is not a row and is skipped."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    try:  # up to the last newline: a line without one is not a row
+        header, _, body = text[:text.rfind(b"\n") + 1].decode("utf-8").partition("\n")
+        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2) if body else None
+    except ValueError as err:  # not UTF-8, or a value that is not a number
+        raise DataError(f"cannot read {path}: {err}") from None
+    if not header:
+        raise DataError(f"cannot read {path}: it has no whole header line")
+    columns = next(csv.reader([header]))
+    rows = np.zeros((0, len(columns))) if rows is None else rows
+    if rows.shape[1] != len(columns):
+        raise DataError(f"cannot read {path}: its rows have {rows.shape[1]} values, its header {len(columns)} names")
+    return columns, rows
+
+
 class TraceWriter(_CsvLog):
     """Per-step trace CSV: header `step,epoch,<columns...>`; step and epoch written as
     integers, every other value at full precision; nan and inf read back by pandas.read_csv."""
 
-    def __init__(self, path, columns: list[str]):
-        super().__init__(path, ["step", "epoch", *columns])
+    def __init__(self, path, columns: list[str], upto: int | None = None):
+        super().__init__(path, ["step", "epoch", *columns], upto)
         self.width = 2 + len(columns)
 
     def append(self, rows: np.ndarray) -> None:
@@ -112,8 +170,8 @@ class EpochLog(_CsvLog):
     """Keras CSVLogger shape: header `epoch,<metric names...>`, one row per epoch, flushed
     after every append. A metric missing from an epoch's values is written as nan."""
 
-    def __init__(self, path, metrics: list[str]):
-        super().__init__(path, ["epoch", *metrics])
+    def __init__(self, path, metrics: list[str], upto: int | None = None):
+        super().__init__(path, ["epoch", *metrics], upto)
         self.metrics = list(metrics)
 
     def append(self, epoch: int, values: dict[str, float]) -> None:

@@ -264,9 +264,11 @@ class Trainer:
         epochs = self.train.options["epochs"]
         theta, state, t, done = self.start(resume)
         history = records.History()
-        writer = records.TraceWriter(trace, self.trace_columns) if trace not in (None, True) else None
+        resumed = resume is not None  # then the trace and log keep their rows up to the checkpoint, and go on
+        writer = (records.TraceWriter(trace, self.trace_columns, t if resumed else None)
+                  if trace not in (None, True) else None)
         kept = []
-        epoch_log = records.EpochLog(log, self.metrics()) if log else None
+        epoch_log = records.EpochLog(log, self.metrics(), done if resumed else None) if log else None
         bar = Progress(epochs, done, progress)
         count = 1
         self.compiled()  # before Ctrl-C is deferred: compiling takes seconds, and may simply stop

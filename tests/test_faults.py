@@ -307,8 +307,79 @@ def test_sigkill_leaves_the_last_complete_checkpoint_and_whole_trace_lines(tmp_p
     lines = (tmp_path / "trace.csv").read_text().split("\n")
     width = len(lines[0].split(","))  # header: no name here holds a comma
     # Every line that ended is whole. A SIGKILL in the middle of a write() can leave the last line
-    # without its newline: such a tail is not a row (pandas users: drop a last row that has NaN).
+    # without its newline: such a tail is not a row (records.read_trace skips it, --resume cuts it).
     assert all(len(line.split(",")) == width for line in lines[:-1])
+
+
+def many_examples(tmp_path, epochs):
+    """LONG on 600 examples from a CSV (300 steps an epoch), `epochs` long: a few seconds of training."""
+    rows = [f"{i % 7 / 7!r},{i % 11 / 11!r},{i % 2}" for i in range(600)]
+    (tmp_path / "d.csv").write_text("x1,x2,y\n" + "\n".join(rows) + "\n")
+    lines = ['data "d.csv"' if line.startswith("data ") else line for line in LONG.splitlines()]
+    (tmp_path / "long.nn").write_text("\n".join(lines).replace("epochs=1000000000", f"epochs={epochs}"))
+
+
+def wait_for_growth(path: Path, proc, seconds=120):
+    size = path.stat().st_size
+    deadline = time.monotonic() + seconds
+    while path.stat().st_size == size:
+        assert proc.poll() is None, f"the run ended before {path.name} grew"
+        assert time.monotonic() < deadline, f"{path.name} never grew"
+        time.sleep(0.01)
+
+
+def tear(path: Path, reference: Path):
+    """What a SIGKILL in the middle of the next append would leave: the next rows of the
+    uninterrupted run's file, whole, then half a row (unless the kill already tore a row)."""
+    text, lines = path.read_bytes(), reference.read_bytes().splitlines(keepends=True)
+    assert reference.read_bytes().startswith(text)  # the killed run wrote the same rows so far
+    if text.endswith(b"\n"):
+        n = text.count(b"\n")
+        path.write_bytes(text + lines[n] + lines[n + 1] + lines[n + 2][:len(lines[n + 2]) // 2])
+
+
+def test_sigkill_then_resume_gives_the_trace_log_and_weights_of_an_uninterrupted_run(tmp_path):
+    epochs = 12000
+    many_examples(tmp_path, epochs)
+    files = ["--set", "every=300", "--trace", "trace.csv", "--log", "log.csv"]
+    (tmp_path / "straight").mkdir()
+    straight = graphdsl("run", "../long.nn", *files, "--save", "w.npz", cwd=tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+
+    with open(tmp_path / "killed.err", "w") as err:  # a file: a full pipe would stall the run
+        proc = subprocess.Popen([*CLI, "run", "long.nn", *files, "--checkpoint", "ck.npz"], cwd=tmp_path,
+                                env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_for(tmp_path / "ck.npz", proc)
+            wait_for_growth(tmp_path / "trace.csv", proc)  # a chunk after the first checkpoint is on disk
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.err").read_text()[-2000:]
+    assert 1 <= weights(tmp_path / "ck.npz")[2]["epoch"] < epochs
+    for name in ("trace.csv", "log.csv"):
+        tear(tmp_path / name, tmp_path / "straight" / name)
+
+    resumed = graphdsl("run", "long.nn", *files, "--checkpoint", "ck.npz", "--resume", "ck.npz",
+                       "--save", "w.npz", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("trace.csv", "log.csv"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    got, expected = weights(tmp_path / "w.npz")[0], weights(tmp_path / "straight" / "w.npz")[0]
+    for name in expected:
+        assert got[name].tobytes() == expected[name].tobytes(), name
+
+
+def test_resuming_into_a_trace_of_another_spec_is_refused(tmp_path):
+    from graphdsl import records
+    (tmp_path / "long.nn").write_text(LONG.replace("epochs=1000000000", "epochs=2"))
+    records.save_weights(tmp_path / "ck.npz", {"w": np.zeros(2), "b": np.float64(0)},
+                         {"optimizer": np.zeros(6)}, {"step": 3, "epoch": 1})
+    other = "step,epoch,L,W[0]\n1,1,0.5,0.25\n"
+    (tmp_path / "trace.csv").write_text(other)
+    proc = graphdsl("run", "long.nn", "--resume", "ck.npz", "--trace", "trace.csv", cwd=tmp_path)
+    assert_data_error(proc, "trace.csv", "new path")
+    assert (tmp_path / "trace.csv").read_text() == other
 
 
 # -- numerics -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from graphdsl.errors import DataError
 from graphdsl.records import (EpochLog, History, TraceWriter, flat_names, grad_names,
-                              load_weights, plot_history, save_weights)
+                              load_weights, plot_history, read_trace, save_weights)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -168,6 +168,104 @@ def test_epoch_log_refuses_metrics_it_has_no_column_for(tmp_path):
         with pytest.raises(DataError, match=r"log\.csv.*'acc'"):
             log.append(0, {"loss": 1.0, "acc": 0.5})
     assert path.read_text() == "epoch,loss\n"
+
+
+# --- resuming and reading back ---------------------------------------------------------------
+
+# A trace as a run killed mid-write leaves it: rows up to step 5, the last of them torn (no newline).
+KILLED_TRACE = "step,epoch,a,b\n1,1,0.5,-1.0\n2,1,0.25,nan\n3,2,inf,2.0\n4,2,0.125,3.0\n5,3,0.0625,4."
+
+
+def test_resuming_a_trace_keeps_the_rows_up_to_the_checkpoint_and_goes_on(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text(KILLED_TRACE)
+    with TraceWriter(path, ["a", "b"], upto=2) as trace:  # the checkpoint holds step 2
+        assert path.read_text() == "step,epoch,a,b\n1,1,0.5,-1.0\n2,1,0.25,nan\n"
+        trace.append(np.array([[3.0, 2.0, 8.0, 9.0]]))
+    assert path.read_text() == "step,epoch,a,b\n1,1,0.5,-1.0\n2,1,0.25,nan\n3,2,8.0,9.0\n"
+
+
+@pytest.mark.parametrize("upto, kept", [(0, 0), (4, 4), (5, 4), (9, 4)])
+def test_resuming_a_trace_never_keeps_a_torn_line(tmp_path, upto, kept):
+    path = tmp_path / "trace.csv"
+    path.write_text(KILLED_TRACE)
+    TraceWriter(path, ["a", "b"], upto=upto).close()
+    assert path.read_text() == "".join(KILLED_TRACE.splitlines(keepends=True)[:1 + kept])
+
+
+def test_resuming_an_epoch_log_keeps_the_epochs_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n1,0.75\n2,0.5\n3,0.375\n4,0.2")
+    with EpochLog(path, ["loss"], upto=2) as log:
+        log.append(3, {"loss": 0.125})
+    assert path.read_text() == "epoch,loss\n1,0.75\n2,0.5\n3,0.125\n"
+
+
+@pytest.mark.parametrize("content", [None, "", "step,epo"], ids=["missing", "empty", "torn header"])
+def test_resuming_without_a_whole_header_starts_the_file_afresh(tmp_path, content):
+    path = tmp_path / "trace.csv"
+    if content is not None:
+        path.write_text(content)
+    with TraceWriter(path, ["a"], upto=3) as trace:
+        trace.append(np.array([[4.0, 2.0, 0.5]]))
+    assert path.read_text() == "step,epoch,a\n4,2,0.5\n"
+
+
+@pytest.mark.parametrize("make, columns", [(TraceWriter, ["a", "c"]), (TraceWriter, ["a"]), (EpochLog, ["loss"])])
+def test_resuming_a_file_with_other_columns_is_refused_and_leaves_it_alone(tmp_path, make, columns):
+    path = tmp_path / "trace.csv"
+    path.write_text(KILLED_TRACE)
+    with pytest.raises(DataError, match=r"cannot continue .*trace\.csv.*columns.*new path"):
+        make(path, columns, upto=2)
+    assert path.read_text() == KILLED_TRACE
+
+
+def test_resuming_a_file_with_a_row_graphdsl_did_not_write_is_refused(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n1,0.5\none,0.25\n")
+    with pytest.raises(DataError, match=r"cannot continue .*log\.csv: row 3.*new path"):
+        EpochLog(path, ["loss"], upto=2)
+
+
+def test_without_resuming_an_existing_file_is_replaced(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text(KILLED_TRACE)
+    TraceWriter(path, ["x"]).close()
+    assert path.read_text() == "step,epoch,x\n"
+
+
+def test_read_trace_round_trips_bit_exact_and_skips_a_torn_last_line(tmp_path):
+    rng = np.random.default_rng(4)
+    columns = flat_names("W", (1, 2)) + ["L"]
+    expected = trace_rows(rng, 1, 40, len(columns))
+    path = tmp_path / "trace.csv"
+    with TraceWriter(path, columns) as trace:
+        trace.append(expected)
+    with open(path, "a") as f:
+        f.write("41,10,0.5,1")  # a row cut short: 1 of its 3 values, the last one a wrong number
+    names, rows = read_trace(path)
+    assert names == ["step", "epoch", *columns]
+    assert rows.shape == expected.shape
+    assert_bit_equal(rows, expected)
+
+
+@pytest.mark.parametrize("content, shape", [("step,epoch,L\n", (0, 3)), ("step,epoch,L\n1,1,0.5", (0, 3)),
+                                            ('epoch,"W[0,1]"\n1,2.5\n', (1, 2))])
+def test_read_trace_of_a_short_file(tmp_path, content, shape):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    names, rows = read_trace(path)
+    assert len(names) == shape[1] and rows.shape == shape
+
+
+@pytest.mark.parametrize("content, words", [(None, "No such file"), ("step,ep", "no whole header"),
+                                            ("step,epoch\n1,1,0.5\n", "3 values"), ("a\nx\n", "x")])
+def test_read_trace_of_a_bad_file(tmp_path, content, words):
+    path = tmp_path / "t.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=rf"cannot read .*t\.csv.*{words}"):
+        read_trace(path)
 
 
 # --- History ------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def matmul(a: Sym, b: Sym, ba: bool, bb: bool) -> Sym:
     if bb:
         if rb != 1:
             raise Unbatchable("a product with a per-example matrix on the right")
-        return b @ (a.op("transpose") if ra == 2 else a)   # W x for each row x: X W'
+        return b @ a.T   # W x for each row x: X W'
     if ra == 1:
         return a @ b                                        # x' W for each row x: X W
     rows = a.op("reshape", shape=(a.shape[0] * a.shape[1], a.shape[2]))

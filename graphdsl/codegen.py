@@ -32,11 +32,16 @@ def owns_buffer(node) -> bool:
     return node.shape != () and not node.is_leaf and node.op not in ("reshape", "transpose")
 
 
-def node_code(graph: Graph, node) -> tuple:
+def formula(node, shapes: list):
+    """An elementwise node's expression from its operands' value expressions."""
+    return lambda values: OPS[node.op].code(values, node.kw, shapes, ())
+
+
+def node_code(graph: Graph, node, fused=frozenset()) -> tuple:
     """(prologue, body) statements computing one node into `v<id>`: a buffer made once in the
-    prologue for arrays, a local for scalars."""
+    prologue for arrays, a local for scalars. Operands in `fused` are computed in this node's loops."""
     op, out = OPS[node.op], var(node.id)
-    args = [var(a) for a in node.args]
+    args = [operand(graph, a, fused) for a in node.args]
     shapes = [graph.nodes[a].shape for a in node.args]
     if node.shape != () and not owns_buffer(node):  # a view: the transpose of a C array reads in F order
         view = f"{args[0]}.T" if node.op == "transpose" else f"{args[0]}.reshape({node.shape})"
@@ -47,14 +52,57 @@ def node_code(graph: Graph, node) -> tuple:
             return [], [f"{out} = {code}"]
     prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape})"]
     if op.elementwise:
-        return prologue, loops.elementwise(op.code, out, args, shapes, node.shape)
+        return prologue, loops.elementwise(formula(node, shapes), out, args, shapes, node.shape)
     if node.op in LOOPS:
         return prologue, LOOPS[node.op](out, args, shapes, node.shape, **node.kw)
     code = op.code(args, node.kw, shapes, node.shape)
     if isinstance(code, str):
-        return prologue, [f"T.put({out}, 0, {code})"]
+        return prologue, [f"T.put({out}, {code})"]
     temp = f"t{node.id}"
-    return prologue, [stmt.format(out=temp) for stmt in code] + [f"T.put({out}, 0, {temp})"]
+    return prologue, [stmt.format(out=temp) for stmt in code] + [f"T.put({out}, {temp})"]
+
+
+READS_IN_LOOPS = ("expand", "sum", "unbroadcast")  # besides elementwise ops: ops whose loops take fused operands
+
+
+def fusible(graph: Graph, needed: set, kept: set) -> set:
+    """Array nodes computed inside the loops of their one reader instead of into a buffer of their
+    own: elementwise values read entry for entry, and broadcasts (which only read). This saves a
+    loop nest (Numba compile time) and a pass over memory for each."""
+    readers = {}
+    for node in graph.nodes:
+        if node.id in needed:
+            for a in set(node.args):
+                readers.setdefault(a, []).append(node)
+
+    def fits(node) -> bool:
+        if node.id in kept or node.shape == () or len(readers.get(node.id, ())) != 1:
+            return False
+        reader = readers[node.id][0]
+        if not (OPS[reader.op].elementwise or reader.op in READS_IN_LOOPS):
+            return False
+        # an elementwise value broadcast by its reader would be computed once per copy
+        over = reader.shape if OPS[reader.op].elementwise or reader.op == "expand" else node.shape
+        return node.op == "expand" or (OPS[node.op].elementwise and node.shape == over)
+    return {n.id for n in graph.nodes if n.id in needed and not n.is_leaf and fits(n)}
+
+
+def operand(graph: Graph, nid: int, fused) -> object:
+    """How loops read node `nid`: its variable's name, or if it is fused, a function of its
+    indices giving (statements computing its value there, the value's expression)."""
+    if nid not in fused:
+        return var(nid)
+    node = graph.nodes[nid]
+    args = [operand(graph, a, fused) for a in node.args]
+    shapes = [graph.nodes[a].shape for a in node.args]
+    if node.op == "expand":
+        axis = node.kw.get("axis")
+        return lambda idx: loops.read(args[0], shapes[0], idx if axis is None else idx[:axis] + idx[axis + 1:])
+
+    def at(idx):
+        stmts, values = loops.read_all(args, shapes, idx)
+        return stmts + [f"x{nid} = {formula(node, shapes)(values)}"], f"x{nid}"
+    return at
 
 
 def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
@@ -63,14 +111,16 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
     `homes` gives some array nodes a buffer made elsewhere (node id -> expression), such as a
     gradient written straight into the flat gradient vector.
     """
+    homes = homes or {}
     labels = {nid: label for label, nid in graph.names.items()}
     needed = graph.ancestors(outputs)
+    fused = fusible(graph, needed, set(outputs) | set(homes))
     prologue, lines = [], []
     for node in graph.nodes:
-        if node.id not in needed or node.is_leaf:
+        if node.id not in needed or node.is_leaf or node.id in fused:
             continue
-        made, code = node_code(graph, node)
-        if homes and node.id in homes:
+        made, code = node_code(graph, node, fused)
+        if node.id in homes:
             made = [f"{var(node.id)} = {homes[node.id]}"]
         prologue += made
         if node.id in labels:
@@ -105,7 +155,7 @@ def slots(shapes) -> list:
 
 
 def flat_store(target: str, span: tuple, value: str, shape: tuple) -> str:
-    return f"{target}[{span[0]}] = {value}" if shape == () else f"T.put({target}, {span[0]}, {value})"
+    return f"{target}[{span[0]}] = {value}" if shape == () else f"T.put({target}[{span[0]}:{span[1]}], {value})"
 
 
 def train_loop(plan) -> str:
@@ -187,4 +237,4 @@ def trace_row(plan, shape, param_slots) -> list:
     for i, (x, (a, b)) in enumerate(zip(plan.traced, traced)):
         rows.append("    " + flat_store("r", (3 + a, 3 + b), var(plan.outputs[plan.first_traced + i]), shape(x)))
     n = param_slots[-1][1] if param_slots else 0
-    return rows + [f"    T.put(r, {width}, theta)", f"    T.put(r, {width + n}, grad)", "    row += 1"]
+    return rows + [f"    T.put(r[{width}:{width + n}], theta)", f"    T.put(r[{width + n}:], grad)", "    row += 1"]

@@ -12,23 +12,6 @@ def _rows(x):
 
 
 @njit(cache=True)
-def logsumexp_row(x):
-    """logsumexp of one vector, as a float: generated code keeps every scalar a float, and a
-    0-d array (what logsumexp returns for a vector) cannot join floats in `np.array([...])`."""
-    m = x.max()
-    return m + np.log(np.sum(np.exp(x - m)))
-
-
-@njit(cache=True)
-def logsumexp(x):
-    rows = _rows(x)
-    out = np.empty(rows.shape[0])
-    for r in range(rows.shape[0]):
-        out[r] = logsumexp_row(rows[r])
-    return out.reshape(x.shape[:-1])
-
-
-@njit(cache=True)
 def log_softmax(x):
     rows = _rows(x)
     out = np.empty_like(rows)
@@ -54,32 +37,6 @@ def class_index(k, classes):
     if c != k or c < 0 or c >= classes:
         raise ClassIndexError(CLASS_INDEX_PROBLEM)
     return c
-
-
-@njit(cache=True)
-def pick(z, k):
-    rows = _rows(z)
-    ks = np.ascontiguousarray(k).ravel()
-    out = np.empty(rows.shape[0])
-    for r in range(rows.shape[0]):
-        out[r] = rows[r, class_index(ks[r], rows.shape[1])]
-    return out.reshape(z.shape[:-1])
-
-
-@njit(cache=True)
-def onehot_row(k, classes):
-    out = np.zeros(classes)
-    out[class_index(k, classes)] = 1.0
-    return out
-
-
-@njit(cache=True)
-def onehot(k, classes):
-    ks = np.ascontiguousarray(k).ravel()
-    out = np.zeros((ks.size, classes))
-    for r in range(ks.size):
-        out[r, class_index(ks[r], classes)] = 1.0
-    return out.reshape(k.shape + (classes,))
 
 
 @njit(cache=True)

@@ -3,6 +3,8 @@
 Every shape is known when code is generated, so an op becomes plain loops with
 constant trip counts writing into a buffer made once: Numba compiles those
 quickly and runs them without allocating. Large matrix products go to BLAS.
+An operand is a buffer's name, or a fused value: a function of the loop indices
+giving the statements that compute it in place (see codegen.fused).
 """
 from __future__ import annotations
 
@@ -11,12 +13,30 @@ import numpy as np
 BLAS_MIN = 4096  # multiply-adds from which np.dot (BLAS) beats a plain loop
 
 
+def point(shape: tuple, idx: list) -> list:
+    """The indices at which a value of `shape` is read from inside loops over `idx` (broadcasting:
+    the trailing indices, 0 along size-1 axes)."""
+    return ["0" if d == 1 else i for d, i in zip(shape, idx[len(idx) - len(shape):])]
+
+
 def index(name: str, shape: tuple, idx: list) -> str:
     """`name[i0, i1]` for a value of `shape` read at the trailing loop indices (broadcasting)."""
-    if shape == ():
-        return name
-    idx = idx[len(idx) - len(shape):]
-    return f"{name}[{', '.join('0' if d == 1 else i for d, i in zip(shape, idx))}]"
+    return name if shape == () else f"{name}[{', '.join(point(shape, idx))}]"
+
+
+def read(arg, shape: tuple, idx: list) -> tuple:
+    """(statements, expression) giving operand `arg` at loop indices `idx`: an entry of the buffer
+    it names, or, for a fused operand (a function of its own indices), its value computed here."""
+    return ([], index(arg, shape, idx)) if isinstance(arg, str) else arg(point(shape, idx))
+
+
+def read_all(args: list, shapes: list, idx: list) -> tuple:
+    stmts, values = [], []
+    for arg, shape in zip(args, shapes):
+        made, value = read(arg, shape, idx)
+        stmts += made
+        values.append(value)
+    return stmts, values
 
 
 def nest(shape: tuple, body: list, first: int = 0) -> list:
@@ -31,15 +51,23 @@ def ivars(rank: int, first: int = 0) -> list:
     return [f"i{first + k}" for k in range(rank)]
 
 
-def elementwise(code, out: str, args: list, in_shapes: list, shape: tuple) -> list:
+def elementwise(formula, out: str, args: list, in_shapes: list, shape: tuple) -> list:
+    """out = formula(operand values), entry by entry; `formula` maps value expressions to one."""
     idx = ivars(len(shape))
-    expr = code([index(a, s, idx) for a, s in zip(args, in_shapes)], {}, in_shapes, ())
-    return nest(shape, [f"{index(out, shape, idx)} = {expr}"])
+    stmts, values = read_all(args, in_shapes, idx)
+    return nest(shape, stmts + [f"{index(out, shape, idx)} = {formula(values)}"])
 
 
-def accumulate(out: str, value: str, over: tuple, first: int) -> list:
-    """out = the sum of `value` over the indices of `over` (a local sum, so out may be a scalar)."""
-    return ["acc = 0.0", *nest(over, [f"acc += {value}"], first), f"{out} = acc"]
+def accumulate(out: str, summand: tuple, over: tuple, first: int) -> list:
+    """out = the sum of `summand` ((statements, expression)) over the indices of `over` (a local
+    sum, so out may be a scalar)."""
+    stmts, value = summand
+    return ["acc = 0.0", *nest(over, stmts + [f"acc += {value}"], first), f"{out} = acc"]
+
+
+def entry(out: str, dims: tuple) -> str:
+    """The entry of `out` (of shape `dims`) at the outer loop indices; a scalar is a local."""
+    return out if dims == () else f"{out}[{', '.join(ivars(len(dims)))}]"
 
 
 def matmul(out: str, args: list, in_shapes: list, dims: tuple) -> list:
@@ -51,8 +79,7 @@ def matmul(out: str, args: list, in_shapes: list, dims: tuple) -> list:
     rows, cols = ivars(len(sa) - 1), ivars(len(sb) - 1, len(sa) - 1)
     k = f"i{len(dims)}"
     value = f"{a}[{', '.join(rows + [k])}] * {b}[{', '.join([k] + cols)}]"
-    target = out if dims == () else f"{out}[{', '.join(rows + cols)}]"
-    return nest(dims, accumulate(target, value, (inner,), len(dims)))
+    return nest(dims, accumulate(entry(out, dims), ([], value), (inner,), len(dims)))
 
 
 def outer(out: str, args: list, in_shapes: list, dims: tuple) -> list:
@@ -63,17 +90,16 @@ def total(out: str, args: list, in_shapes: list, dims: tuple, axis=None) -> list
     """sum: of everything into a scalar, or along one axis."""
     (s,) = in_shapes
     if axis is None or dims == ():
-        return accumulate(out, index(args[0], s, ivars(len(s))), s, 0)
+        return accumulate(out, read(args[0], s, ivars(len(s))), s, 0)
     kept = ivars(len(dims))
     full = kept[:axis] + [f"i{len(dims)}"] + kept[axis:]
-    return nest(dims, accumulate(f"{out}[{', '.join(kept)}]", f"{args[0]}[{', '.join(full)}]",
-                                  (s[axis],), len(dims)))
+    return nest(dims, accumulate(entry(out, dims), read(args[0], s, full), (s[axis],), len(dims)))
 
 
 def expand(out: str, args: list, in_shapes: list, dims: tuple, axis=None, **_) -> list:
     idx = ivars(len(dims))
-    source = args[0] if axis is None else index(args[0], in_shapes[0], idx[:axis] + idx[axis + 1:])
-    return nest(dims, [f"{out}[{', '.join(idx)}] = {source}"])
+    stmts, source = read(args[0], in_shapes[0], idx if axis is None else idx[:axis] + idx[axis + 1:])
+    return nest(dims, stmts + [f"{out}[{', '.join(idx)}] = {source}"])
 
 
 def unbroadcast(out: str, args: list, in_shapes: list, dims: tuple, **_) -> list:
@@ -82,7 +108,34 @@ def unbroadcast(out: str, args: list, in_shapes: list, dims: tuple, **_) -> list
     if dims == ():
         return total(out, args, in_shapes, dims)
     idx = ivars(len(s))
-    return [f"{out}[...] = 0.0", *nest(s, [f"{index(out, dims, idx)} += {args[0]}[{', '.join(idx)}]"])]
+    stmts, value = read(args[0], s, idx)
+    return [f"{out}[...] = 0.0", *nest(s, stmts + [f"{index(out, dims, idx)} += {value}"])]
+
+
+def logsumexp(out: str, args: list, in_shapes: list, dims: tuple) -> list:
+    """log(sum(e^x)) along the last axis, shifted by each row's largest entry for stability."""
+    (s,) = in_shapes
+    x = f"{args[0]}[{', '.join(ivars(len(s)))}]"
+    row = (s[-1],)
+    return nest(dims, ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], len(dims)),
+                       "acc = 0.0", *nest(row, [f"acc += np.exp({x} - top)"], len(dims)),
+                       f"{entry(out, dims)} = top + np.log(acc)"])
+
+
+def pick(out: str, args: list, in_shapes: list, dims: tuple) -> list:
+    """z[..., k] along the last axis; K.class_index stops at an index that is not a class."""
+    (z, k), (sz, sk) = args, in_shapes
+    rows = ivars(len(dims))
+    cls = f"K.class_index({index(k, sk, rows)}, {sz[-1]})"
+    return nest(dims, [f"{entry(out, dims)} = {z}[{', '.join(rows + [cls])}]"])
+
+
+def onehot(out: str, args: list, in_shapes: list, dims: tuple, classes: int) -> list:
+    """One-hot rows for class indices (checked by K.class_index)."""
+    rows = ivars(len(dims) - 1)
+    j = f"i{len(rows)}"
+    fill = nest((classes,), [f"{out}[{', '.join(rows + [j])}] = 1.0 if {j} == cls else 0.0"], len(rows))
+    return nest(dims[:-1], [f"cls = K.class_index({index(args[0], in_shapes[0], rows)}, {classes})", *fill])
 
 
 # op -> loop emitter(out, args, in_shapes, out_shape, **attrs)
@@ -92,4 +145,7 @@ LOOPS = {
     "sum": total,
     "expand": expand,
     "unbroadcast": unbroadcast,
+    "logsumexp": logsumexp,
+    "pick": pick,
+    "onehot": onehot,
 }

@@ -204,7 +204,10 @@ class Trainer:
         return steps, trace[:rows], log, bool(failed), order
 
     def trace_width(self) -> int:
-        return 2 + len(self.trace_columns)  # step and epoch, then the columns
+        """Step, epoch and loss, the traced values, every param, every gradient: counted, not
+        named, since naming every entry of a large net takes milliseconds."""
+        g = self.plan.graph
+        return 3 + sum(int(np.prod(g.nodes[x].shape)) for x in self.plan.traced) + 2 * self.theta().size
 
     @cached_property
     def trace_columns(self) -> list:

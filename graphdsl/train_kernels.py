@@ -23,8 +23,9 @@ def take(source, ids, out):
     """out[i] = source[ids[i]] for arrays of any rank (rows flattened)."""
     rows = source.reshape((source.shape[0], -1))
     flat = out.reshape((out.shape[0], -1))
-    for i in range(ids.size):
-        flat[i, :] = rows[ids[i], :]
+    for i in range(ids.size):  # a loop, not a slice assignment: see `put`
+        for j in range(flat.shape[1]):
+            flat[i, j] = rows[ids[i], j]
 
 
 @njit(cache=True)
@@ -96,11 +97,12 @@ def hits_threshold(score, target, weights, cut):
 
 
 @njit(cache=True)
-def put(dst, at, src):
-    """dst[at:at + src.size] = src's entries in C order. A loop here: a slice assignment in
-    generated code costs Numba ~0.6 s of compiling each (its shape-mismatch error path)."""
+def put(dst, src):
+    """dst's entries = src's entries, both in C order. A loop here: a slice assignment costs
+    Numba ~0.6 s of compiling each (its shape-mismatch error path). Generated code passes a
+    slice, not an offset: an int constant would compile one specialisation per value."""
     flat, into = np.ascontiguousarray(src).reshape(src.size), dst.reshape(dst.size)
-    if at + flat.size > into.size:
+    if flat.size != into.size:
         raise ValueError("graphdsl: a generated value does not fit its buffer")
     for i in range(flat.size):
-        into[at + i] = flat[i]
+        into[i] = flat[i]

@@ -7,7 +7,8 @@ emits `code`, autodiff calls `vjp`, and shape checking calls `shape`.
 - shape(*arg_shapes, **attrs) -> shape, or raise ShapeError
 - ref(*arrays, **attrs) -> np.ndarray
 - code(args, attrs, in_shapes, out_shape) -> an expression string, or a list of
-  statements assigning `{out}` (a few ops need loops or several lines)
+  statements assigning `{out}` (a few ops need loops or several lines); None for the
+  ops whose loops `loops.LOOPS` writes (products, sums, broadcasts, the softmax family)
 - vjp(g, y, *args, **attrs) -> one cotangent (a Sym) or None per argument, where
   g is the cotangent of the output, y the output and args the inputs, all Syms.
   An op with vjp=None is used only in backward graphs (`backward_only`).
@@ -25,7 +26,7 @@ class Op:
     name: str
     shape: Callable
     ref: Callable
-    code: Callable
+    code: Callable | None
     vjp: Callable | None
     doc: str
     backward_only: bool = False
@@ -79,6 +80,20 @@ class Sym:
     def __pow__(self, o): return self.op("pow", o)
     def __neg__(self): return self.op("neg")
     def __matmul__(self, o): return self.op("matmul", o)
+
+    @property
+    def T(self) -> "Sym":
+        """The transpose, folded: (A')' = A and (A B)' = B' A', so that a weight gradient is one
+        product written in the weight's own layout; a vector is its own transpose."""
+        node = self.g.nodes[self.id]
+        if len(self.shape) < 2:
+            return self
+        if node.op == "transpose":
+            return Sym(self.g, node.args[0])
+        if node.op == "matmul" and all(len(self.g.nodes[a].shape) == 2 for a in node.args):
+            a, b = (Sym(self.g, x) for x in node.args)
+            return b.T @ a.T
+        return self.op("transpose")
 
 
 # Importing the op families fills OPS.

@@ -23,7 +23,7 @@ def matmul_shape(a: tuple, b: tuple) -> tuple:
 
 def matmul_vjp(g, y, a, b):
     ra, rb = len(a.shape), len(b.shape)
-    at, bt = a.op("transpose"), b.op("transpose")
+    at, bt = a.T, b.T
     if ra == 2 and rb == 2:
         return g @ bt, at @ g
     if ra == 2:
@@ -33,7 +33,7 @@ def matmul_vjp(g, y, a, b):
     return g * b, g * a
 
 
-register("matmul", shape=matmul_shape, ref=np.matmul, code="np.dot({0}, {1})", vjp=matmul_vjp,
+register("matmul", shape=matmul_shape, ref=np.matmul, code=None, vjp=matmul_vjp,
          doc="matrix product (`A B`, `W x`, `x' W`, `u v` for a dot product)")
 
 
@@ -42,7 +42,7 @@ def transpose_code(args, attrs, in_shapes, out_shape):
 
 
 register("transpose", shape=lambda x: x[::-1], ref=np.transpose, code=transpose_code,
-         vjp=lambda g, y, x: (g.op("transpose"),),
+         vjp=lambda g, y, x: (g.T,),
          doc="transpose; a vector is its own transpose")
 
 
@@ -52,5 +52,5 @@ def outer_shape(a: tuple, b: tuple) -> tuple:
     return a + b
 
 
-register("outer", shape=outer_shape, ref=np.outer, code="np.outer({0}, {1})",
+register("outer", shape=outer_shape, ref=np.outer, code=None,
          vjp=lambda g, y, a, b: (g @ b, a @ g), doc="outer product u v' of two vectors")

@@ -38,14 +38,7 @@ register("log_softmax", shape=last_axis, ref=lambda x: x - lse_ref(x)[..., None]
          doc="x - logsumexp(x) over the last axis, computed stably")
 
 
-def logsumexp_code(args, attrs, in_shapes, out_shape):
-    # A vector's logsumexp is a scalar, so a float, like every scalar in generated code.
-    if len(in_shapes[0]) == 1:
-        return f"K.logsumexp_row({args[0]})"
-    return f"K.logsumexp({args[0]})"
-
-
-register("logsumexp", shape=lambda x: last_axis(x)[:-1], ref=lse_ref, code=logsumexp_code,
+register("logsumexp", shape=lambda x: last_axis(x)[:-1], ref=lse_ref, code=None,
          vjp=lambda g, y, x: (g.op("expand", shape=x.shape, axis=len(x.shape) - 1)
                               * (x - y.op("expand", shape=x.shape, axis=len(x.shape) - 1)).op("exp"),),
          doc="log(sum(e^x)) over the last axis, max-shifted for stability")
@@ -76,13 +69,7 @@ def pick_ref(z, k):
     return np.take_along_axis(z, k[..., None], axis=-1)[..., 0]
 
 
-def pick_code(args, attrs, in_shapes, out_shape):
-    if len(in_shapes[0]) == 1:
-        return f"{args[0]}[K.class_index({args[1]}, {in_shapes[0][0]})]"
-    return f"K.pick({args[0]}, {args[1]})"
-
-
-register("pick", shape=pick_shape, ref=pick_ref, code=pick_code,
+register("pick", shape=pick_shape, ref=pick_ref, code=None,
          vjp=lambda g, y, z, k: (k.op("onehot", classes=z.shape[-1])
                                  * g.op("expand", shape=z.shape, axis=len(z.shape) - 1), None),
          doc="z[k] along the last axis, for class indices k")
@@ -92,13 +79,7 @@ def onehot_ref(k, *, classes):
     return np.eye(classes)[class_indices(k, classes)]
 
 
-def onehot_code(args, attrs, in_shapes, out_shape):
-    if in_shapes[0] == ():
-        return f"K.onehot_row({args[0]}, {attrs['classes']})"
-    return f"K.onehot({args[0]}, {attrs['classes']})"
-
-
-register("onehot", shape=lambda k, *, classes: k + (classes,), ref=onehot_ref, code=onehot_code, vjp=lambda g, y, k, classes: (None,),
+register("onehot", shape=lambda k, *, classes: k + (classes,), ref=onehot_ref, code=None, vjp=lambda g, y, k, classes: (None,),
          doc="one-hot rows for class indices; zero gradient")
 
 

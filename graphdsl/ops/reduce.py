@@ -17,12 +17,7 @@ def reduced(shape: tuple, axis=None) -> tuple:
     return () if axis is None else shape[:axis] + shape[axis + 1:]
 
 
-def sum_code(args, attrs, in_shapes, out_shape):
-    axis = attrs.get("axis")
-    return f"np.sum({args[0]})" if axis is None else f"np.sum({args[0]}, axis={axis})"
-
-
-register("sum", shape=reduced, ref=lambda x, axis=None: np.sum(x, axis=axis), code=sum_code,
+register("sum", shape=reduced, ref=lambda x, axis=None: np.sum(x, axis=axis), code=None,
          vjp=lambda g, y, x, axis=None: (g.op("expand", shape=x.shape, axis=axis),),
          doc="sum of all entries, or along one axis")
 
@@ -61,15 +56,7 @@ def expand_ref(g, *, shape, axis=None):
     return np.broadcast_to(g if axis is None else np.expand_dims(g, axis), shape).copy()
 
 
-def expand_code(args, attrs, in_shapes, out_shape):
-    shape, axis = attrs["shape"], attrs.get("axis")
-    if axis is None:
-        return f"np.full({shape}, {args[0]})"
-    kept = shape[:axis] + (1,) + shape[axis + 1:]
-    return f"np.broadcast_to(np.ascontiguousarray({args[0]}).reshape({kept}), {shape}).copy()"
-
-
-register("expand", shape=expand_shape, ref=expand_ref, code=expand_code,
+register("expand", shape=expand_shape, ref=expand_ref, code=None,
          vjp=lambda g, y, x, shape, axis=None: (g.op("sum", axis=axis),),
          doc="copy a reduced value back along the reduced axis (the gradient of sum)")
 
@@ -90,15 +77,5 @@ def unbroadcast_ref(g, *, shape):
     return np.sum(g, axis=tuple(summed_axes(g.shape, shape))).reshape(shape)
 
 
-def unbroadcast_code(args, attrs, in_shapes, out_shape):
-    shape = attrs["shape"]
-    if shape == ():
-        return f"np.sum({args[0]})"
-    expr = args[0]
-    for axis in sorted(summed_axes(in_shapes[0], shape), reverse=True):
-        expr = f"np.sum({expr}, axis={axis})"
-    return f"np.ascontiguousarray({expr}).reshape({shape})" if 1 in shape else expr
-
-
-register("unbroadcast", shape=unbroadcast_shape, ref=unbroadcast_ref, code=unbroadcast_code,
+register("unbroadcast", shape=unbroadcast_shape, ref=unbroadcast_ref, code=None,
          vjp=None, backward_only=True, doc="sum a broadcast cotangent back to its operand's shape")

@@ -52,14 +52,14 @@ class Graphdsl(Peer):
         one epoch in this process."""
         m = self.model()
         t = time.perf_counter()
-        m.train(data=self.data, epochs=1)
+        m.train(data=self.data, epochs=1, dtype=self.dtype.name)
         return time.perf_counter() - t
 
     def prepare(self):
         self._m = self.model()
 
     def run(self) -> list:
-        self._m.train(data=self.data)
+        self._m.train(data=self.data, dtype=self.dtype.name)
         return self.wl.graphdsl_layers(self._m.params)
 
 

@@ -50,7 +50,7 @@ def node_code(graph: Graph, node, fused=frozenset()) -> tuple:
         code = op.code(args, node.kw, shapes, node.shape)
         if isinstance(code, str):
             return [], [f"{out} = {code}"]
-    prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape})"]
+    prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape}, F)"]
     if op.elementwise:
         return prologue, loops.elementwise(formula(node, shapes), out, args, shapes, node.shape)
     if node.op in LOOPS:
@@ -140,8 +140,9 @@ def function(graph: Graph, name: str, leaves, outputs) -> str:
                       f"    return ({''.join(var(o) + ', ' for o in outputs)})"])
 
 
-def module(functions) -> str:
-    return HEADER + "\n\n" + "\n\n\n".join(functions) + "\n"
+def module(functions, dtype: str = "float64") -> str:
+    """The module source; `F`, the dtype of every buffer, is a global, so Numba compiles it in."""
+    return HEADER + f"\nF = np.{dtype}\n\n\n" + "\n\n\n".join(functions) + "\n"
 
 
 def slots(shapes) -> list:
@@ -206,8 +207,8 @@ def loop_inputs(plan, shape, param_slots) -> tuple:
     data = [f"d{i}" for i in range(len(plan.data))]
     if not plan.batched:
         return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[order[e, s]]" for d, nid in zip(data, plan.data)]
-    top.append(f"{var(plan.weights)} = np.ones(size)")
-    top += [f"{var(nid)} = np.empty({shape(nid)})" for nid in plan.data]
+    top.append(f"{var(plan.weights)} = np.ones(size, F)")
+    top += [f"{var(nid)} = np.empty({shape(nid)}, F)" for nid in plan.data]
     per_step.append(f"count = T.batch_rows(order[e], s, size, mean, ids, {var(plan.weights)})")
     return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 

@@ -165,31 +165,34 @@ class Trainer:
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
         self.plan = make_plan(spec, train, size if size > 1 else None, [spec.graph.names[t] for t in self.traced])
         self.kernel = None
+        self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
-        self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
+        self.arguments = ([self.fit[self.plan.graph.name_of(d)].astype(self.dtype, copy=False) for d in self.plan.data],
                           [self.leaf_value(c) for c in self.plan.consts])
 
     # -- the flat parameter vector -----------------------------------------
 
     def theta(self) -> np.ndarray:
-        return np.concatenate([np.ravel(self.model.params[n]) for n in self.model.spec.names_of("param")] or [[]])
+        """Every param, flat, in the loop's dtype."""
+        params = [np.ravel(self.model.params[n]) for n in self.model.spec.names_of("param")]
+        return np.concatenate(params or [[]]).astype(self.dtype, copy=False)
 
     def unflatten(self, flat: np.ndarray) -> dict:
         names = self.model.spec.names_of("param")
         shapes = [self.model.params[n].shape for n in names]
-        return {n: flat[a:b].reshape(s).copy() for n, s, (a, b) in zip(names, shapes, codegen.slots(shapes))}
+        return {n: flat[a:b].reshape(s).astype(np.float64) for n, s, (a, b) in zip(names, shapes, codegen.slots(shapes))}
 
     # -- compiling and calling the loop ------------------------------------
 
     def compiled(self):
         if self.kernel is None:
-            self.kernel = jit.load(codegen.module([codegen.train_loop(self.plan)])).train
+            self.kernel = jit.load(codegen.module([codegen.train_loop(self.plan)], self.dtype.name)).train
         return self.kernel
 
     def leaf_value(self, leaf: int):
         g = self.plan.graph
         value = g.values.get(leaf, np.zeros(g.nodes[leaf].shape))
-        return float(value) if g.nodes[leaf].shape == () else np.ascontiguousarray(value, dtype=np.float64)
+        return float(value) if g.nodes[leaf].shape == () else np.ascontiguousarray(value, dtype=self.dtype)
 
     def run_chunk(self, theta, state, t0: int, first: int, count: int, trace_rows: int):
         """Epochs first .. first+count-1; returns (steps done, trace, log, failed)."""
@@ -226,14 +229,14 @@ class Trainer:
     def start(self, resume):
         """(theta, optimizer state, steps done, epochs done): fresh, or from a checkpoint."""
         theta = self.theta()
-        state = np.zeros(STATE_SIZE[self.train.optimizer] * theta.size)
+        state = np.zeros(STATE_SIZE[self.train.optimizer] * theta.size, self.dtype)
         if resume is None:
             return theta, state, 0, 0
         shapes = {n: self.model.params[n].shape for n in self.model.spec.names_of("param")}
         params, saved, meta = records.load_weights(resume, shapes)
         self.model.params.update(params)
         if "optimizer" in saved and saved["optimizer"].shape == state.shape:
-            state = saved["optimizer"].astype(np.float64)
+            state = saved["optimizer"].astype(self.dtype)
         return self.theta(), state, int(meta.get("step", 0)), int(meta.get("epoch", 0))
 
     def metrics(self) -> list:

@@ -22,8 +22,9 @@ OPTIONS = {
     "seed": 0,            # for the shuffles and the validation split
     "validation": 0.0,    # the fraction of examples held out
     "every": 1,           # the trace keeps every k-th step
+    "dtype": "float64",   # the loop's numbers; float32 halves memory traffic and runs single-precision BLAS
 }
-WORDS = {"batch": ("all",), "reduce": ("mean", "sum")}
+WORDS = {"batch": ("all",), "reduce": ("mean", "sum"), "dtype": ("float64", "float32")}
 
 # Losses whose first argument predicts the target: accuracy can be measured for them.
 CLASSIFIERS = {"softmax_ce": "argmax", "bce": "half", "bce_logits": "sign"}

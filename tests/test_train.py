@@ -80,14 +80,15 @@ def epoch_order(seed: int, shuffle: bool, batch: int, n: int = N):
     return lambda e: np.arange(n)
 
 
-def torch_xor(order, epochs, batch, reduce="mean", optimizer="sgd", data=(X, Y), stop_at_nan=False, **hyper):
+def torch_xor(order, epochs, batch, reduce="mean", optimizer="sgd", data=(X, Y), stop_at_nan=False,
+              dtype=torch.float64, **hyper):
     """The XOR net trained by PyTorch: (params, trace rows, per-epoch {loss, accuracy}, failed step).
 
     A trace row is step, epoch, loss, [p when one example a step], every param before the step's
     update, then every gradient. The epoch loss is the mean of its steps' losses, its accuracy the
     share of its examples on the right side of 0.5, predicted before each step's update."""
     xs, ys = data
-    P = {k: f64(v).requires_grad_() for k, v in INIT.items()}
+    P = {k: torch.tensor(v, dtype=dtype).requires_grad_() for k, v in INIT.items()}
     opt = (torch.optim.SGD(P.values(), **hyper) if optimizer == "sgd" else torch.optim.Adam(P.values(), **hyper))
     rows, epochs_out, t = [], [], 0
     for e in range(epochs):
@@ -95,7 +96,7 @@ def torch_xor(order, epochs, batch, reduce="mean", optimizer="sgd", data=(X, Y),
         losses, hits = [], 0
         for start in range(0, len(ids_all), batch):
             ids = ids_all[start:start + batch]
-            x, y = f64(xs[ids]), f64(ys[ids])
+            x, y = torch.tensor(xs[ids], dtype=dtype), torch.tensor(ys[ids], dtype=dtype)
             h = torch.sigmoid(x @ P["W"].T + P["b"])
             p = torch.sigmoid(h @ P["v"] + P["c"])
             per = -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
@@ -204,6 +205,20 @@ def test_minibatches_with_a_short_last_batch_match_torch(seed, reduce):
     assert history["accuracy"] == [e["accuracy"] for e in epochs]
 
 
+@pytest.mark.parametrize("optimizer", [{"momentum": 0.9}, {"optimizer": "adam", "lr": 0.05}], ids=["sgd", "adam"])
+def test_float32_training_matches_torch_in_float32(optimizer):
+    """dtype=float32 runs the loop in single precision, as torch does with float32 tensors; the
+    model's params stay float64 (holding float32 values)."""
+    model = xor()
+    history = model.train(trace=True, dtype="float32", **MB, epochs=4, **optimizer)
+    params, rows, _, _ = torch_xor(epoch_order(SEED, True, 3), 4, 3, dtype=torch.float32,
+                                   optimizer=optimizer.get("optimizer", "sgd"),
+                                   **{"lr": 0.5, **{k: v for k, v in optimizer.items() if k != "optimizer"}})
+    np.testing.assert_allclose(history.trace, rows, rtol=1e-5, atol=1e-6)
+    assert_params(model, params, rtol=1e-5)
+    assert all(p.dtype == np.float64 and np.array_equal(p, p.astype(np.float32)) for p in model.params.values())
+
+
 def test_sgd_with_momentum_and_weight_decay_matches_torch():
     model = xor()
     model.train(**MB, epochs=5, lr=0.3, momentum=0.9, weight_decay=0.01)
@@ -268,7 +283,9 @@ def test_the_same_seed_gives_the_same_params_bit_for_bit():
     assert not same_params(runs[0], runs[2])
 
 
-@pytest.mark.parametrize("optimizer", [{"momentum": 0.9}, {"optimizer": "adam", "lr": 0.05}], ids=["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", [{"momentum": 0.9}, {"optimizer": "adam", "lr": 0.05},
+                                       {"optimizer": "adam", "lr": 0.05, "dtype": "float32"}],
+                         ids=["sgd", "adam", "adam-float32"])
 def test_resuming_from_a_checkpoint_is_the_same_as_never_stopping(tmp_path, optimizer):
     """Params, optimizer state (the momentum buffer; Adam's moments and step count) and the
     shuffle orders all carry over: 2 + 2 epochs give exactly the params of 4."""

@@ -3,7 +3,7 @@ trained in graphdsl and in its peers, timed interleaved in one process.
 
 Run from the repository root:
 
-    /work/venv/bin/python -m bench.run            # everything, about 15-20 minutes on 2 cores
+    /work/venv/bin/python -m bench.run            # everything, about 10 minutes on 2 cores
     /work/venv/bin/python -m bench.run --quick    # fewer steps and repetitions: a few minutes
     /work/venv/bin/python -m bench.run --only W2,cold --reps 7
 

@@ -4,7 +4,7 @@ Every shape is known when code is generated, so an op becomes plain loops with
 constant trip counts writing into a buffer made once: Numba compiles those
 quickly and runs them without allocating. Large matrix products go to BLAS.
 An operand is a buffer's name, or a fused value: a function of the loop indices
-giving the statements that compute it in place (see codegen.fused).
+giving the statements that compute it in place (see codegen.operand).
 """
 from __future__ import annotations
 
@@ -96,10 +96,14 @@ def total(out: str, args: list, in_shapes: list, dims: tuple, axis=None) -> list
     return nest(dims, accumulate(entry(out, dims), read(args[0], s, full), (s[axis],), len(dims)))
 
 
+def reduced(idx: list, axis) -> list:
+    """Where an expanded value reads its source: every index but `axis` (none for a scalar)."""
+    return idx if axis is None else idx[:axis] + idx[axis + 1:]
+
+
 def expand(out: str, args: list, in_shapes: list, dims: tuple, axis=None, **_) -> list:
-    idx = ivars(len(dims))
-    stmts, source = read(args[0], in_shapes[0], idx if axis is None else idx[:axis] + idx[axis + 1:])
-    return nest(dims, stmts + [f"{out}[{', '.join(idx)}] = {source}"])
+    stmts, source = read(args[0], in_shapes[0], reduced(ivars(len(dims)), axis))
+    return nest(dims, stmts + [f"{entry(out, dims)} = {source}"])
 
 
 def unbroadcast(out: str, args: list, in_shapes: list, dims: tuple, **_) -> list:

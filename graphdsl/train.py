@@ -200,17 +200,11 @@ class Trainer:
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
         hyper = np.array([self.train.settings[k] for k in HYPER[self.train.optimizer]])
         data, consts = self.arguments
-        trace = np.zeros((trace_rows, self.trace_width()))
+        trace = np.zeros((trace_rows, codegen.trace_width(self.plan)))
         log = np.zeros((count, 3))
         steps, rows, failed = self.compiled()(*data, order, theta, state, hyper, t0, first, self.size,
                                               opts["reduce"] == "mean", *consts, trace, opts["every"], log)
         return steps, trace[:rows], log, bool(failed), order
-
-    def trace_width(self) -> int:
-        """Step, epoch and loss, the traced values, every param, every gradient: counted, not
-        named, since naming every entry of a large net takes milliseconds."""
-        g = self.plan.graph
-        return 3 + sum(int(np.prod(g.nodes[x].shape)) for x in self.plan.traced) + 2 * self.theta().size
 
     @cached_property
     def trace_columns(self) -> list:
@@ -306,7 +300,7 @@ class Trainer:
                 if closing:
                     closing.close()
         if trace is True:
-            history.trace = np.concatenate(kept) if kept else np.zeros((0, self.trace_width()))
+            history.trace = np.concatenate(kept) if kept else np.zeros((0, codegen.trace_width(self.plan)))
             history.trace_columns = ["step", "epoch", *self.trace_columns]
         return history
 

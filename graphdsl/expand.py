@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import fields, is_dataclass, replace
 
+import numpy as np
+
 from . import ast
 from .errors import DataError, SpecError
 
@@ -26,6 +28,25 @@ def parse_override(text: str) -> tuple | str:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         return text.strip()
+
+
+def numbers(what: str, value) -> tuple:
+    """A value given from outside the spec (`--set`, Python) as finite numbers, one or several.
+    Words are refused, and so are inf and nan, which would reach generated code as names."""
+    try:
+        values = tuple(float(v) for v in np.ravel(np.asarray(value, dtype=float)))
+    except (TypeError, ValueError):
+        raise DataError(f"{what} takes numbers, not `{value}`") from None
+    if not all(math.isfinite(v) for v in values):
+        raise DataError(f"{what} takes finite numbers, not {', '.join(map(str, values))}")
+    return values
+
+
+def one_number(what: str, value) -> float:
+    values = numbers(what, value)
+    if len(values) != 1:
+        raise DataError(f"{what} is a number, but {len(values)} values were given for it")
+    return values[0]
 
 
 def literal(e) -> tuple | float | None:
@@ -54,14 +75,8 @@ def settings_of(program: ast.Program, overrides: dict) -> dict:
             raise SpecError(f"setting `{name}` must be a number or a list of numbers, as in `= 0.1` or `= [64, 32]`",
                             stmt.value.span)
         if name in overrides:
-            new = overrides[name]
-            if isinstance(new, str):
-                raise DataError(f"setting `{name}` takes numbers, not `{new}`")
-            if not all(math.isfinite(v) for v in new):  # inf and nan would reach generated code as names
-                raise DataError(f"setting `{name}` takes finite numbers, not {', '.join(map(str, new))}")
-            if isinstance(value, float) and len(new) != 1:
-                raise DataError(f"setting `{name}` is a number, but {len(new)} values were given for it")
-            value = tuple(new) if isinstance(value, tuple) else new[0]
+            what = f"setting `{name}`"
+            value = numbers(what, overrides[name]) if isinstance(value, tuple) else one_number(what, overrides[name])
         values[name] = value
     return values
 
@@ -117,11 +132,15 @@ class Expander:
                 raise SpecError(f"`{stmt.name.text}` is defined in the `for` block on line "
                                 f"{self.block_line[stmt.name.text]}; a later definition would hide it",
                                 stmt.name.span, hint="give this value another name")
-            if isinstance(stmt, (ast.Decl, ast.Assign)) and stmt.name.text in self.settings:
-                raise SpecError(f"`{stmt.name.text}` is already a setting", stmt.name.span,
-                                hint="give the setting or this value another name")
+            if isinstance(stmt, (ast.Decl, ast.Assign)):
+                self.not_a_setting(stmt.name)
             out.append(rewrite(stmt, self.latest, self.settings))
         return out
+
+    def not_a_setting(self, name: ast.Ident) -> None:
+        if name.text in self.settings:
+            raise SpecError(f"`{name.text}` is already a setting", name.span,
+                            hint="give the setting or this value another name")
 
     def entries(self, stmt: ast.Repeat) -> tuple:
         over = stmt.over.text
@@ -136,6 +155,8 @@ class Expander:
         if var in self.settings:
             raise SpecError(f"the loop variable `{var}` hides the setting of the same name", stmt.var.span,
                             hint="choose another name")
+        for body in stmt.body:
+            self.not_a_setting(body.name)
         out = []
         for entry in self.entries(stmt):
             values = {**self.settings, var: entry}

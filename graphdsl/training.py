@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, replace
 
 from . import ast
 from .errors import DataError, SpecError
+from .expand import one_number
 from .ir import fmt_shape
 
 # Each optimizer's settings and defaults; the update rules live in the generated loop.
@@ -66,9 +67,7 @@ class Training:
             if key == "optimizer":
                 continue
             if key in settings:
-                if isinstance(value, str):
-                    raise DataError(f"`{key}` is a setting of `{optimizer}` and takes a number, not `{value}`")
-                settings[key] = float(value)
+                settings[key] = one_number(f"`{key}`, a setting of `{optimizer}`,", value)
             elif key in OPTIONS:
                 options[key] = check_option(key, value)
             else:
@@ -78,19 +77,19 @@ class Training:
 
 
 def check_option(key: str, value):
-    """An option's value, checked; raises ValueError with the reason."""
+    """An option's value, checked; raises DataError with the reason."""
     words = WORDS.get(key, ())
     if isinstance(value, str) or value in words:
         if value not in words:
             raise DataError(f"`{key}` must be {' or '.join(words) or 'a number'}, not `{value}`")
         return value
-    value = float(value)
+    value = one_number(f"`{key}`", value)
     if key == "validation":
         if not 0.0 <= value < 1.0:
             raise DataError(f"`validation` is a fraction from 0 up to (not including) 1, not {value:g}")
         return value
-    if value != int(value) or value < (0 if key in ("seed", "shuffle") else 1):
-        least = 0 if key in ("seed", "shuffle") else 1
+    least = 0 if key in ("seed", "shuffle") else 1
+    if value != int(value) or value < least:
         raise DataError(f"`{key}` must be a whole number of at least {least}, not {value:g}")
     if key == "shuffle" and value > 1:
         raise DataError("`shuffle` must be 0 or 1")

@@ -121,16 +121,9 @@ def command_line_data(source: str | None):
 
 
 def settings_from(pairs) -> dict:
-    from .expand import parse_override
+    from .expand import parse_override, split_pair
 
-    out = {}
-    for pair in pairs:
-        name, eq, value = pair.partition("=")
-        if not eq or not name.strip():
-            raise click.BadParameter(f"`{pair}` is not NAME=VALUE, as in `lr=0.01` or `hidden=256,64`",
-                                     param_hint="--set")
-        out[name.strip()] = parse_override(value)
-    return out
+    return {name: parse_override(value) for name, value in (split_pair(pair, "--set") for pair in pairs)}
 
 
 @main.command()
@@ -288,11 +281,13 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
     from pathlib import Path
 
     from . import sweep as sw
+    from .expand import split_pair
 
-    if open_spec(spec).spec.training is None:  # a bad spec is reported once, not once per trial
+    model = open_spec(spec)
+    if model.spec.training is None:  # a bad spec is reported once, not once per trial
         raise click.UsageError("a sweep trains: the spec must say `minimize L using ...`")
-    grid = {name: sw.parse_values(v) for name, v in (sw.split_pair(p, "--grid") for p in grids)}
-    drawn = {name: sw.Range.parse(v) for name, v in (sw.split_pair(p, "--range") for p in ranges)}
+    grid = {name: sw.parse_values(v) for name, v in (split_pair(p, "--grid") for p in grids)}
+    drawn = {name: sw.Range.parse(v) for name, v in (split_pair(p, "--range") for p in ranges)}
     trials = sw.plan(settings_from(sets), grid, drawn, random, seeds)
     swept = [*grid, *drawn]
     if (address or workers != 1) and not sw.dask_available():
@@ -300,7 +295,7 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
             raise click.UsageError('--address needs Dask: pip install "dask[distributed]"')
         click.echo("Dask is not installed, so the trials run one after another here", err=True)
     # the absolute path: a worker elsewhere finds the spec's data files relative to it, as `run` does
-    job = sw.Job(Path(spec).read_text(encoding="utf-8"), str(Path(spec).resolve()), data)
+    job = sw.Job(model.spec.source, str(Path(spec).resolve()), command_line_data(data))
 
     ran = 0
 

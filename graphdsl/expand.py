@@ -22,6 +22,14 @@ REFERENCES = {(ast.Show, "names"), (ast.Grad, "loss"), (ast.Grad, "wrt"), (ast.J
               (ast.Jacobian, "wrt"), (ast.Minimize, "loss")}
 
 
+def split_pair(text: str, flag: str) -> tuple[str, str]:
+    """`lr=0.01` from the command line as ("lr", "0.01")."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise DataError(f"{flag} `{text}` is not NAME=VALUE, as in `lr=0.01` or `hidden=256,64`")
+    return name.strip(), value
+
+
 def parse_override(text: str) -> tuple | str:
     """`0.01` or `256,64` from the command line as a tuple of numbers; a word (`adam`, `all`) as is."""
     try:

@@ -1,5 +1,5 @@
 """Files replaced atomically: a reader, or a crash at any moment, finds the old complete
-file or the new complete one, never half of either."""
+file or the new complete one, never half of either. And appended files cut back to whole lines."""
 from __future__ import annotations
 
 import os
@@ -23,3 +23,11 @@ def replace_atomically(path, write) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def cut_torn_line(path) -> None:
+    """Truncate a file appended to line by line after its last newline: a process killed in
+    the middle of an append can leave a line without one."""
+    with open(path, "rb+") as f:
+        text = f.read()
+        f.truncate(text.rfind(b"\n") + 1)

@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import DataError, SpecError
 from .expand import parse_override
+from .files import cut_torn_line
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 LOWER_IS_BETTER = ("loss", "val_loss")
@@ -36,13 +37,6 @@ RESULTS = [c for m in METRICS for c in (m, f"best_{m}")] + ["status", "error", "
 
 
 # -- what to sweep ------------------------------------------------------------
-
-def split_pair(text: str, flag: str) -> tuple[str, str]:
-    name, eq, value = text.partition("=")
-    if not eq or not name.strip():
-        raise DataError(f"{flag} `{text}` is not NAME=VALUES")
-    return name.strip(), value
-
 
 def parse_values(text: str) -> list:
     """`0.01,0.1`, `sgd,adam` or `[16],[64,32]`: values separated by commas, where a bracketed
@@ -134,7 +128,7 @@ class Job:
 
     text: str
     filename: str = "<spec>"
-    data: str | None = None
+    data: str | tuple | None = None  # a built-in name, or absolute paths
 
 
 def run_trial(job: Job, trial: Trial) -> dict:
@@ -199,6 +193,7 @@ class Results:
             self.write(dict(zip(self.columns, self.columns)))
 
     def read(self) -> list[dict]:
+        cut_torn_line(self.path)  # a trial whose row a kill cut short runs again
         with open(self.path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             rows = list(reader)

@@ -36,6 +36,16 @@ def owns_buffer(node) -> bool:
     return node.shape != () and not node.is_leaf and node.op not in ("reshape", "transpose")
 
 
+def view(node, arg: str, shape: tuple) -> str:
+    """A transpose or reshape of an array. A reshape needs C order (a transposed view is copied
+    first), and a scalar, being a local, becomes a new array."""
+    if node.op == "transpose":
+        return f"{arg}.T"
+    if shape == ():
+        return f"np.full({node.shape}, {arg}, F)"
+    return f"np.ascontiguousarray({arg}).reshape({node.shape})"
+
+
 def formula(node, shapes: list):
     """An elementwise node's expression from its operands' value expressions."""
     return lambda values: OPS[node.op].code(values, node.kw, shapes, ())
@@ -48,8 +58,7 @@ def node_code(graph: Graph, node, fused=frozenset()) -> tuple:
     args = [operand(graph, a, fused) for a in node.args]
     shapes = [graph.nodes[a].shape for a in node.args]
     if node.shape != () and not owns_buffer(node):  # a view: the transpose of a C array reads in F order
-        view = f"{args[0]}.T" if node.op == "transpose" else f"{args[0]}.reshape({node.shape})"
-        return [], [f"{out} = {view}"]
+        return [], [f"{out} = {view(node, args[0], shapes[0])}"]
     if node.shape == () and node.op not in LOOPS:
         code = op.code(args, node.kw, shapes, node.shape)
         if isinstance(code, str):

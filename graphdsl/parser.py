@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from functools import lru_cache
 from importlib import resources
 
@@ -36,6 +37,7 @@ STMT_WORDS = {"a name", "`input`", "`target`", "`param`", "`const`", "`show`", "
 # recurse once or twice a level, so this keeps far inside Python's recursion limit (1000),
 # while no spec a person writes comes near it.
 MAX_DEPTH = 100
+PARSING = threading.Lock()
 
 KEYWORDS = {"input", "target", "param", "const", "show", "grad", "jacobian", "setting", "data", "minimize",
             "for", "in", "end", "using"}
@@ -334,15 +336,16 @@ def parse(text: str, filename: str = "<spec>") -> ast.Program:
     """Parse spec text into an AST; any problem raises a located SpecError."""
     source = text if text.endswith("\n") else text + "\n"
     parser = _lark()
-    try:
-        tree = parser.parse(source)
-        _check_depth(tree)
-        return ToAst().transform(tree)
-    except UnexpectedInput as err:
-        raise _syntax_error(err, parser.options.postlex, source).located(filename, text) from None
-    except SpecError as err:
-        raise err.located(filename, text) from None
-    except VisitError as err:
-        if isinstance(err.orig_exc, SpecError):
-            raise err.orig_exc.located(filename, text) from None
-        raise
+    with PARSING:  # the post-lexer keeps its bracket state, read on errors, on the one shared parser
+        try:
+            tree = parser.parse(source)
+            _check_depth(tree)
+            return ToAst().transform(tree)
+        except UnexpectedInput as err:
+            raise _syntax_error(err, parser.options.postlex, source).located(filename, text) from None
+        except SpecError as err:
+            raise err.located(filename, text) from None
+        except VisitError as err:
+            if isinstance(err.orig_exc, SpecError):
+                raise err.orig_exc.located(filename, text) from None
+            raise

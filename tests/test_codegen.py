@@ -55,3 +55,13 @@ def test_softmax_cross_entropy_loops_match_numpy():
     np.testing.assert_allclose(model.forward(z=z, k=k)["L"], np.sum(lse - z[[0, 1, 2], [3, 0, 1]]), rtol=1e-14)
     softmax = np.exp(z - lse[:, None])
     np.testing.assert_allclose(model.grad("L", z=z, k=k)["z"], softmax - np.eye(4)[[3, 0, 1]], rtol=1e-13, atol=1e-300)
+
+
+def test_a_param_scalar_joined_with_a_minibatch_trains():
+    """`[s; x]` reshapes the scalar s inside the batched step: d(sum(q * q))/ds = 2s for every
+    example, so each of the 2 x 2 SGD steps multiplies s by 1 - 0.01 * 2."""
+    model = graphdsl.compile("input x[2]\ntarget t\nparam s = 0.5\nq = [s; x]\nL = sum(q * q) - t\n"
+                             "data x = [[1, 2], [3, 4], [5, 6]], t = [1, 2, 3]\n"
+                             "minimize L using sgd(lr=0.01), epochs=2, batch=2\n")
+    model.train()
+    np.testing.assert_allclose(model.params["s"], 0.5 * 0.98 ** 4, rtol=1e-15)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import Span
+from .errors import Span, SpecError
 
 
 @dataclass(frozen=True)
@@ -161,3 +161,13 @@ class Repeat:
 @dataclass
 class Program:
     statements: list = field(default_factory=list)
+
+
+def given_once(pairs) -> tuple:
+    """A call's (name, value) pairs, checked that no name is given twice."""
+    seen = set()
+    for key, _ in pairs:
+        if key.text in seen:
+            raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
+        seen.add(key.text)
+    return pairs

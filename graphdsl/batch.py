@@ -112,7 +112,7 @@ def rule(node, args: list, flags: list, batch: int) -> Sym:
     raise Unbatchable(f"`{op}`")
 
 
-def batched(graph: Graph, data: list, outputs: list, batch: int, spans=None) -> tuple:
+def batched(graph: Graph, data: list, outputs: list, batch: int) -> tuple:
     """(new graph, old id -> new id) with the `data` leaves holding `batch` examples each.
 
     Every leaf and the nodes the outputs need are rewritten; a node that depends on no data is

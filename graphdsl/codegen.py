@@ -214,7 +214,7 @@ def loop_inputs(plan, shape, param_slots) -> tuple:
         else:
             top.append(f"{var(nid)} = theta[{a}:{b}].reshape({shape(nid)})")
     data = [f"d{i}" for i in range(len(plan.data))]
-    if not plan.batched:
+    if plan.weights is None:  # one example a step
         return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[order[e, s]]" for d, nid in zip(data, plan.data)]
     top.append(f"{var(plan.weights)} = np.ones(size, F)")
     top += [f"{var(nid)} = np.empty({shape(nid)}, F)" for nid in plan.data]
@@ -227,7 +227,7 @@ def hits(plan, shape) -> str:
     rule, at, target = plan.metric
     pred, want = var(plan.outputs[at]), var(target)
     cut = 0.5 if rule == "half" else 0.0
-    if plan.batched:
+    if plan.weights is not None:
         weights = var(plan.weights)
         return (f"T.hits_argmax({pred}, {want}, {weights})" if rule == "argmax" else
                 f"T.hits_threshold({pred}, {want}, {weights}, {cut})")

@@ -112,7 +112,7 @@ def split(arrays: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     train, val = order[:n - n_val], order[n - n_val:]
     # Fancy indexing copies, so every part is a fresh C-contiguous array.
     return ({k: np.asarray(v)[train] for k, v in arrays.items()},
-            {k: np.asarray(v)[val] for k, v in arrays.items()} if n_val else {})
+            {k: np.asarray(v)[val] for k, v in arrays.items()})
 
 
 def _count(arrays: dict) -> int:
@@ -157,13 +157,13 @@ def _check_values(p: _Piece) -> None:
     bad = ~np.isfinite(flat)
     if bad.any():
         i, e = _first(bad)
-        raise DataError(f"{p.where(i, e)}: {_num(flat[i, e])} is not a finite number ({p.field.name} "
+        raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} is not a finite number ({p.field.name} "
                         f"needs finite values)")
     if p.field.classes is not None:
         bad = not_class_indices(flat, p.field.classes)
         if bad.any():
             i, e = _first(bad)
-            raise DataError(f"{p.where(i, e)}: {_num(flat[i, e])} is not a class index for {p.field.name}: "
+            raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} is not a class index for {p.field.name}: "
                             f"expected a whole number from 0 to {p.field.classes - 1}")
 
 
@@ -172,10 +172,10 @@ def _first(bad: np.ndarray) -> tuple[int, int]:
     return divmod(int(np.argmax(bad)), bad.shape[1])
 
 
-def _num(value) -> str:
-    """A value as a person would write it: 3, 2.5, nan, inf."""
+def number_text(value) -> str:
+    """A value as a person would write it: 3, 2.5, nan, inf, 1e+300."""
     value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 # --- arrays: npz, IDX, builtin, inline ---------------------------------------------------------
@@ -207,7 +207,7 @@ def _one_hot(labels: np.ndarray, field: Field, where: Where) -> np.ndarray:
     bad = not_class_indices(labels, classes)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{where(i, None)}: label {_num(labels[i])} cannot be one-hot encoded for {field}: "
+        raise DataError(f"{where(i, None)}: label {number_text(labels[i])} cannot be one-hot encoded for {field}: "
                         f"expected a whole number from 0 to {classes - 1}")
     return np.eye(classes)[labels.astype(np.intp)]
 

@@ -68,6 +68,10 @@ class Graph:
             self.values[node.id] = value
         return node.id
 
+    def copy(self) -> "Graph":
+        """A graph to add nodes to, leaving this one as it is (nodes are immutable, so shared)."""
+        return Graph(list(self.nodes), dict(self.names), dict(self.values))
+
     def leaves(self, kind: str | None = None) -> list:
         return [n for n in self.nodes if n.is_leaf and (kind is None or n.op == kind)]
 
@@ -93,8 +97,6 @@ class Graph:
         rows = []
         for n in self.nodes:
             parts = [f"%{a}" for a in n.args] + [f"{k}={v}" for k, v in n.attrs]
-            args = ", ".join(parts)
-            attrs = ""
             label = f"  # {names[n.id]}" if n.id in names else ""
-            rows.append(f"%{n.id} = {n.op}({args}{attrs}) {fmt_shape(n.shape)}{label}")
+            rows.append(f"%{n.id} = {n.op}({', '.join(parts)}) {fmt_shape(n.shape)}{label}")
         return "\n".join(rows)

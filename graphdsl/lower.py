@@ -218,9 +218,7 @@ class Lowering:
                             call.args[0].span, hint=f"name each setting; `{call.func.text}` takes {', '.join(allowed)}"
                             if allowed else f"write `{call.func.text}()`")
         kw, spans = {}, {}
-        for key, val in call.kwargs:
-            if key.text in kw:
-                raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
+        for key, val in ast.given_once(call.kwargs):
             if key.text not in allowed:
                 raise SpecError(f"`{call.func.text}` has no setting `{key.text}`", key.span,
                                 hint=f"it takes {', '.join(allowed)}" if allowed else "it takes no settings")
@@ -346,9 +344,7 @@ class Lowering:
                             e.span)
         args = [self.expr(a) for a in e.args]
         kwargs = {}
-        for key, val in e.kwargs:
-            if key.text in kwargs:
-                raise SpecError(f"`{key.text}` is given twice", key.span, hint="give each setting once")
+        for key, val in ast.given_once(e.kwargs):
             kwargs[key.text] = self.kwarg(fn, key, val, args)
         first = len(self.graph.nodes)
         try:

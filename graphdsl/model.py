@@ -41,10 +41,6 @@ def bad_classes(name: str, value, classes: int) -> str | None:
             f"but it holds {value[bad].flat[0]:g}")
 
 
-def copy_graph(g: Graph) -> Graph:
-    return Graph(list(g.nodes), dict(g.names), dict(g.values))
-
-
 class Model:
     """A checked spec, ready to run. Build one with `graphdsl.compile` or `graphdsl.load`.
 
@@ -158,7 +154,7 @@ class Model:
             raise DataError(f"the loss `{loss}` must be a scalar, not {fmt_shape(self.spec.graph.nodes[out].shape)}")
 
         def build():
-            g = copy_graph(self.spec.graph)
+            g = self.spec.graph.copy()
             named = self._named(consts=False)  # autodiff gives zeros where the loss does not depend on a node
             grads = backward(g, out, list(named.values()))
             return Program(g, [n.id for n in g.leaves()], [grads[i] for i in named.values()], list(named))
@@ -181,7 +177,7 @@ class Model:
         f, x = self._id(of), self._id(wrt)
 
         def build():
-            g = copy_graph(self.spec.graph)
+            g = self.spec.graph.copy()
             seed = g.leaf("input", None, g.nodes[f].shape)
             grads = backward(g, f, [x], seed)
             leaves = [n.id for n in g.leaves()]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import number_text
 from .errors import DataError, SpecError
 from .expand import parse_override
 from .files import cut_torn_line
@@ -168,8 +169,7 @@ def show(value) -> str:
     if isinstance(value, tuple):
         text = ",".join(show(v) for v in value)
         return text if len(value) == 1 else f"[{text}]"
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return number_text(value)
 
 
 def row_of(trial: Trial, swept: list, result: dict) -> dict:

@@ -40,9 +40,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training between two chunks: the model holds the weights after `epoch`
     epochs (`step` steps), and the checkpoint, if one was asked for, holds the same."""
 
-    def __init__(self, epoch: int, step: int, checkpoint=None):
+    def __init__(self, epoch: int, step: int):
         super().__init__(f"training interrupted after epoch {epoch}")
-        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
+        self.epoch, self.step = epoch, step
 
 
 @contextmanager
@@ -79,7 +79,6 @@ class LoopPlan:
     consts: list        # the other non-param leaves, passed once
     params: list        # param leaves, in `theta` order
     weights: int | None  # per-example loss weights (minibatch graphs only)
-    batched: bool
     outputs: list       # loss, one gradient per param, then the prediction, then traced nodes
     metric: tuple | None  # (rule, output index, target leaf)
     traced: list
@@ -93,14 +92,14 @@ def data_leaves(spec, loss: int) -> list:
     return [spec.graph.names[n] for n in spec.names_of("input", "target") if spec.graph.names[n] in needed]
 
 
-def make_plan(spec, train: Training, batch: int | None, traced: list) -> LoopPlan:
-    """The step graph (forward, then backward to every param) for one example or `batch` of them."""
+def make_plan(spec, train: Training, data: list, batch: int | None, traced: list) -> LoopPlan:
+    """The step graph (forward, then backward to every param) for one example or `batch` of them;
+    `data` are the leaves examples feed."""
     g0 = spec.graph
     loss, params = g0.names[train.loss], [g0.names[n] for n in spec.names_of("param")]
-    data = data_leaves(spec, loss)
     pred = [train.metric[1]] if train.metric else []
     if batch is None:
-        g = Graph(list(g0.nodes), dict(g0.names), dict(g0.values))
+        g = g0.copy()
         new, weights, total = {n.id: n.id for n in g0.nodes}, None, loss
     else:
         try:
@@ -114,7 +113,7 @@ def make_plan(spec, train: Training, batch: int | None, traced: list) -> LoopPla
     metric = (train.metric[0], len(params) + 1, new[train.metric[2]]) if train.metric else None
     fed = {*(new[d] for d in data), *(new[p] for p in params), weights}
     return LoopPlan(g, [new[d] for d in data], [n.id for n in g.leaves() if n.id not in fed],
-                    [new[p] for p in params], weights, batch is not None, outputs, metric,
+                    [new[p] for p in params], weights, outputs, metric,
                     [new[t] for t in traced], 1 + len(params) + len(pred), train.optimizer)
 
 
@@ -163,7 +162,7 @@ class Trainer:
         self.size, self.n = size, n
         # shown nodes are per-example values, so traced only at one example a step; the loss has its column
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
-        self.plan = make_plan(spec, train, size if size > 1 else None, [spec.graph.names[t] for t in self.traced])
+        self.plan = make_plan(spec, train, data, size if size > 1 else None, [spec.graph.names[t] for t in self.traced])
         self.kernel = None
         self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
@@ -294,7 +293,7 @@ class Trainer:
                     took = time.perf_counter() - began
                     count = max(1, int(count * min(4.0, CHUNK_SECONDS / max(took, 1e-6)))) if not self.val else 1
                     if interrupted() and done < epochs:  # the chunk is recorded: stop here, consistently
-                        raise TrainingInterrupted(done, t, checkpoint)
+                        raise TrainingInterrupted(done, t)
         finally:
             for closing in (writer, epoch_log, bar):
                 if closing:
@@ -314,7 +313,7 @@ class Trainer:
         values.update(zip(plan.params, (self.model.params[n] for n in self.model.spec.names_of("param"))))
         for leaf in plan.data:
             rows = self.fit[g.name_of(leaf)][ids]
-            values[leaf] = rows if plan.batched else rows[0]
+            values[leaf] = rows if plan.weights is not None else rows[0]
         if plan.weights is not None:
             values[plan.weights] = weights
         bad = first_non_finite(g, values, plan.outputs[:1 + len(plan.params)])

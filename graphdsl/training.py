@@ -119,13 +119,13 @@ def read_minimize(low, stmt: ast.Minimize, data: DataSource | None, seed: int) -
     if call.args:
         raise SpecError(f"name each setting of `{name}`, as in `{name}(lr=0.1)`", call.args[0].span)
     settings = dict(OPTIMIZERS[name])
-    for key, val in call.kwargs:
+    for key, val in ast.given_once(call.kwargs):
         if key.text not in settings:
             raise SpecError(f"`{name}` has no setting `{key.text}`", key.span,
                             hint=f"it takes {', '.join(OPTIMIZERS[name])}")
         settings[key.text] = option_value(low, key, val)
     options = {**OPTIONS, "seed": seed}
-    for key, val in stmt.options:
+    for key, val in ast.given_once(stmt.options):
         if key.text not in OPTIONS:
             raise SpecError(f"`minimize` has no option `{key.text}`", key.span, hint=f"it takes {', '.join(OPTIONS)}")
         try:

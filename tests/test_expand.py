@@ -203,6 +203,12 @@ def test_a_setting_and_a_declaration_may_not_share_a_name():
         build("setting x = 2\ninput x = 5\ny = 3 * x\nshow y\n")
 
 
+def test_a_for_block_may_not_define_a_settings_name():
+    err = error("setting hidden = [2]\nsetting a = 5\ninput x = 1\nfor n in hidden\n    a = x + 1\nend\n"
+                "y = a * 10\nshow y\n")
+    assert "`a` is already a setting" in str(err) and "net.nn:5:5" in str(err)
+
+
 # -- for blocks: naming, the latest-copy rule, zero iterations -------------------------------
 
 

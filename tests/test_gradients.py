@@ -30,7 +30,6 @@ from graphdsl.autodiff import backward
 from graphdsl.batch import batched
 from graphdsl.errors import SpecError
 from graphdsl.functions import FUNCTIONS
-from graphdsl.model import copy_graph
 from graphdsl.ops import OPS
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "specs"
@@ -506,7 +505,7 @@ def test_cases_exercise_every_op():
     for c in CASES:
         spec = numpy_model(c.name).spec
         forward_ops |= {n.op for n in spec.graph.nodes}
-        g = copy_graph(spec.graph)
+        g = spec.graph.copy()
         backward(g, g.names["L"], [g.names[n] for n in c.wrt])
         backward_ops |= {n.op for n in g.nodes[len(spec.graph.nodes):]}
         forward_ops |= minibatch_ops(spec)

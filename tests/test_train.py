@@ -593,6 +593,10 @@ def test_cli_non_finite_loss_exits_1(project):
     (["--set", "reduce=median"], ["`reduce` must be mean or sum, not `median`"]),
     (["--set", "optimizer=rmsprop"], ["unknown optimizer `rmsprop`"]),
     (["--set", "novalue"], ["novalue", "is not NAME=VALUE"]),
+    (["--set", "epochs=inf"], ["`epochs` takes finite numbers, not inf"]),
+    (["--set", "epochs=1,2"], ["`epochs` is a number, but 2 values were given for it"]),
+    (["--set", "lr=nan"], ["`lr`, a setting of `sgd`, takes finite numbers, not nan"]),
+    (["--set", "lr=0.1,0.2"], ["`lr`, a setting of `sgd`, is a number, but 2 values were given for it"]),
     (["--set", "batch=3", "--data", "missing.csv"], ["missing.csv", "no such file"]),
 ])
 def test_cli_training_errors_exit_2(project, args, words):
@@ -652,3 +656,10 @@ def test_mlp_on_digits_from_the_command_line(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with np.load(tmp_path / "w.npz", allow_pickle=False) as saved:
         assert {k: saved[k].shape for k in saved.files} == {"W.0": (16, 64), "b.0": (16,), "V": (10, 16), "c": (10,)}
+
+
+@pytest.mark.parametrize("more, name", [(", epochs=5", "epochs"), ("", "lr")], ids=["option", "optimizer-setting"])
+def test_a_minimize_setting_given_twice_is_refused(more, name):
+    text = net(more=more) if name == "epochs" else XOR.replace("sgd(lr=0.5)", "sgd(lr=0.5, lr=0.1)")
+    with pytest.raises(graphdsl.SpecError, match=f"`{name}` is given twice"):
+        graphdsl.compile(text)

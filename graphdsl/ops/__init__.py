@@ -8,7 +8,7 @@ emits `code`, autodiff calls `vjp`, and shape checking calls `shape`.
 - ref(*arrays, **attrs) -> np.ndarray
 - code(args, attrs, in_shapes, out_shape) -> an expression string, or a list of
   statements assigning `{out}` (a few ops need loops or several lines); None for the
-  ops whose loops `loops.LOOPS` writes (products, sums, broadcasts, the softmax family)
+  ops whose loops `loops.LOOPS` writes (products, sums, broadcasts, logsumexp, pick, onehot)
 - vjp(g, y, *args, **attrs) -> one cotangent (a Sym) or None per argument, where
   g is the cotangent of the output, y the output and args the inputs, all Syms.
   An op with vjp=None is used only in backward graphs (`backward_only`).

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import __version__
 from .files import replace_atomically
 
-KERNELS = [Path(__file__).with_name(name) for name in ("kernels.py", "train_kernels.py")]
+KERNELS = [Path(__file__).with_name(name) for name in ("kernels.py", "train_kernels.py", "vecmath.py")]
 
 
 def cache_dir() -> Path:

@@ -131,7 +131,8 @@ class Model:
         return {label: (np.float64(r) if np.ndim(r) == 0 else np.array(r))
                 for label, r in zip(program.labels, results)}
 
-    def _program(self, key, build) -> Program:
+    def _program(self, key, build):
+        """What `build` makes for `key`, made once per model: kernels, training plans and loops."""
         if key not in self._programs:
             self._programs[key] = build()
         return self._programs[key]

@@ -162,8 +162,10 @@ class Trainer:
         self.size, self.n = size, n
         # shown nodes are per-example values, so traced only at one example a step; the loss has its column
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
-        self.plan = make_plan(spec, train, data, size if size > 1 else None, [spec.graph.names[t] for t in self.traced])
-        self.kernel = None
+        batch, traced_ids = size if size > 1 else None, [spec.graph.names[t] for t in self.traced]
+        # the step graph and its compiled loop are the model's to keep: a second train() reuses them
+        self.key = ("train", train.loss, train.metric, train.optimizer, tuple(data), batch, tuple(traced_ids))
+        self.plan = model._program(self.key, lambda: make_plan(spec, train, data, batch, traced_ids))
         self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
         self.arguments = ([self.fit[self.plan.graph.name_of(d)].astype(self.dtype, copy=False) for d in self.plan.data],
@@ -184,9 +186,8 @@ class Trainer:
     # -- compiling and calling the loop ------------------------------------
 
     def compiled(self):
-        if self.kernel is None:
-            self.kernel = jit.load(codegen.module([codegen.train_loop(self.plan)], self.dtype.name)).train
-        return self.kernel
+        return self.model._program((*self.key, self.dtype.name), lambda: jit.load(
+            codegen.module([codegen.train_loop(self.plan)], self.dtype.name)).train)
 
     def leaf_value(self, leaf: int):
         g = self.plan.graph
@@ -291,7 +292,7 @@ class Trainer:
                         records.save_weights(checkpoint, self.unflatten(theta), {"optimizer": state},
                                              {"step": t, "epoch": done})
                     took = time.perf_counter() - began
-                    count = max(1, int(count * min(4.0, CHUNK_SECONDS / max(took, 1e-6)))) if not self.val else 1
+                    count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not self.val else 1
                     if interrupted() and done < epochs:  # the chunk is recorded: stop here, consistently
                         raise TrainingInterrupted(done, t)
         finally:

@@ -7,7 +7,7 @@ grammar limits them to letters, digits and underscores.
 """
 from __future__ import annotations
 
-import numpy as np
+import math
 
 from . import loops
 from .ir import Graph
@@ -54,7 +54,7 @@ def view(node, arg: str, shape: tuple) -> str:
 
 def formula(node, shapes: list):
     """An elementwise node's expression from its operands' value expressions."""
-    return lambda values: OPS[node.op].code(values, node.kw, shapes, ())
+    return lambda values: OPS[node.op].code(values, node.kw, shapes, node.shape)
 
 
 def node_code(graph: Graph, node, fused=frozenset(), flat=frozenset()) -> tuple:
@@ -72,7 +72,7 @@ def node_code(graph: Graph, node, fused=frozenset(), flat=frozenset()) -> tuple:
             return [], [f"{out} = {code}"]
     prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape}, F)"]
     if node.id in flat:
-        size = (int(np.prod(node.shape)),)
+        size = (math.prod(node.shape),)
         flat_shapes = [s and size for s in shapes]
         return prologue, loops.elementwise(formula(node, shapes), flat_var(node.id), args, flat_shapes, size)
     if op.elementwise:
@@ -122,7 +122,7 @@ def operand(graph: Graph, nid: int, fused, flat: bool = False) -> object:
     shapes = [graph.nodes[a].shape for a in node.args]
     if node.op == "expand":
         return lambda idx: loops.read(args[0], shapes[0], loops.reduced(idx, node.kw.get("axis")))
-    read_shapes = [s and (int(np.prod(s)),) for s in shapes] if flat else shapes
+    read_shapes = [s and (math.prod(s),) for s in shapes] if flat else shapes
 
     def at(idx):
         stmts, values = loops.read_all(args, read_shapes, idx)
@@ -174,7 +174,7 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
             code = [f"# {labels[node.id]}"] + code
         lines += code
     viewed = sorted(flat.union(*(sources[nid] for nid in flat)))
-    prologue += [f"{flat_var(nid)} = {var(nid)}.reshape({int(np.prod(graph.nodes[nid].shape))})" for nid in viewed]
+    prologue += [f"{flat_var(nid)} = {var(nid)}.reshape({math.prod(graph.nodes[nid].shape)})" for nid in viewed]
     return prologue, lines
 
 
@@ -196,7 +196,7 @@ def slots(shapes) -> list:
     """(start, stop) of each shape's entries in one flat vector, in order."""
     out, at = [], 0
     for shape in shapes:
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         out.append((at, at + n))
         at += n
     return out
@@ -276,7 +276,7 @@ def hits(plan, shape) -> str:
 
 
 def entries(graph: Graph, nodes) -> int:
-    return sum(int(np.prod(graph.nodes[n].shape)) for n in nodes)
+    return sum(math.prod(graph.nodes[n].shape) for n in nodes)
 
 
 def trace_width(plan) -> int:

@@ -75,7 +75,8 @@ class _Piece:
 
 
 def load(source, fields: list[Field], base_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Examples for every field, as C-contiguous float64 arrays of shape (n,) + field.shape, all the same n."""
+    """Examples for every field, as C-contiguous float64 arrays of shape (n,) + field.shape, all the same n.
+    They are read, never written, so arrays given inline are used as they are where they already fit."""
     fields = list(fields)
     _check_fields(fields)
     if isinstance(source, str) and source in BUILTIN:  # a builtin name wins over a file of that name
@@ -154,7 +155,9 @@ def _finish(pieces: list[_Piece]) -> dict[str, np.ndarray]:
 def _check_values(p: _Piece) -> None:
     """No NaN or infinity; class indices whole numbers in range."""
     flat = p.values.reshape(len(p.values), p.field.size)
-    bad = ~np.isfinite(flat)
+    # a finite sum means finite entries (one pass, no temporaries: data sets are large); a sum that
+    # is not finite is from a bad entry or an overflow, so then look entry by entry
+    bad = np.zeros(1, bool) if np.isfinite(flat.sum()) else ~np.isfinite(flat)
     if bad.any():
         i, e = _first(bad)
         raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} is not a finite number ({p.field.name} "
@@ -254,7 +257,7 @@ def _inline(data: dict, fields: list[Field]) -> list[_Piece]:
     for f in fields:
         origin = f"the inline data for {f.name}"
         try:
-            values = np.array(data[f.name])  # a copy: the result must not alias the caller's array
+            values = np.asarray(data[f.name])  # not copied: nothing writes to loaded examples
         except (ValueError, TypeError) as err:  # ragged nested lists
             raise DataError(f"{origin}: not an array of numbers ({err})") from None
         if values.shape == f.shape:  # one example written out, as in `input x[2] = [0, 1]`

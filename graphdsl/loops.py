@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops import math_module
+
 BLAS_MIN = 4096  # multiply-adds from which np.dot (BLAS) beats a plain loop
 
 
@@ -122,7 +124,7 @@ def logsumexp(out: str, args: list, in_shapes: list, dims: tuple) -> list:
     x = f"{args[0]}[{', '.join(ivars(len(s)))}]"
     row = (s[-1],)
     return nest(dims, ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], len(dims)),
-                       "acc = 0.0", *nest(row, [f"acc += M.exp({x} - top)"], len(dims)),
+                       "acc = 0.0", *nest(row, [f"acc += {math_module(s)}.exp({x} - top)"], len(dims)),
                        f"{entry(out, dims)} = top + np.log(acc)"])
 
 

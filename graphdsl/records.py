@@ -12,7 +12,6 @@ import csv
 import io
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from math import nan
 
 import numpy as np
@@ -182,17 +181,29 @@ class EpochLog(_CsvLog):
         self._write(_csv_line([epoch], [values.get(key, nan) for key in self.metrics]))
 
 
-@dataclass
 class History:
     """Like Keras' History: epoch numbers and metric lists, e.g. history["loss"].
 
     The lists stay aligned with `epoch`: a metric missing from an epoch (say val_loss
-    computed every few epochs) is nan there, so history[key][i] is always epoch[i]'s."""
+    computed every few epochs) is nan there, so history[key][i] is always epoch[i]'s.
+    Training adds epochs as NumPy chunks; the lists are made when first read, so a long
+    run of short epochs does not spend its time making Python floats."""
 
-    epoch: list[int] = field(default_factory=list)
-    history: dict[str, list[float]] = field(default_factory=dict)
-    trace: np.ndarray | None = None       # the step trace, when train(trace=True) keeps it
-    trace_columns: list = field(default_factory=list)
+    def __init__(self, epoch: list | None = None, history: dict | None = None):
+        self.trace: np.ndarray | None = None  # the step trace, when train(trace=True) keeps it
+        self.trace_columns: list = []
+        self._epoch, self._history = list(epoch or []), dict(history or {})
+        self._chunks: list = []  # (epochs, {metric: values}) not yet in the lists
+
+    @property
+    def epoch(self) -> list[int]:
+        self._settle()
+        return self._epoch
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        self._settle()
+        return self._history
 
     def __getitem__(self, key):
         return self.history[key]
@@ -200,14 +211,19 @@ class History:
     def append(self, epoch: int, values: dict[str, float]) -> None:
         self.extend([epoch], {key: [value] for key, value in values.items()})
 
-    def extend(self, epochs: list, columns: dict) -> None:
+    def extend(self, epochs, columns: dict) -> None:
         """Several epochs at once: `columns` maps each metric to one value per epoch."""
-        for key in columns:
-            if key not in self.history:
-                self.history[key] = [nan] * len(self.epoch)
-        self.epoch.extend(np.asarray(epochs, dtype=np.int64).tolist())
-        for key, column in self.history.items():  # tolist: Python floats, at C speed for long runs
-            column.extend(np.asarray(columns.get(key, [nan] * len(epochs)), dtype=np.float64).tolist())
+        self._chunks.append((np.asarray(epochs, dtype=np.int64), columns))
+
+    def _settle(self) -> None:
+        for epochs, columns in self._chunks:
+            for key in columns:
+                if key not in self._history:
+                    self._history[key] = [nan] * len(self._epoch)
+            self._epoch.extend(epochs.tolist())
+            for key, column in self._history.items():  # tolist: Python floats, at C speed
+                column.extend(np.asarray(columns.get(key, np.full(len(epochs), nan)), dtype=np.float64).tolist())
+        self._chunks.clear()
 
 
 def _write_atomically(path, write) -> None:

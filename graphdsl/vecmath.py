@@ -11,7 +11,11 @@ from numba.core.extending import intrinsic
 
 # error_model="numpy": a Python-style zero-division check would branch and stop vectorisation;
 # "contract" lets a multiply and add fuse into one rounding where the machine has FMA
-JIT = njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+JIT = njit(cache=True, error_model="numpy", fastmath={"contract"})
+# Numba inlines these itself: LLVM left some calls out of line in large loops, which then ran one
+# element at a time. Each inlined call site costs Numba about 0.2 s of compiling, so the tiny
+# `_pow2` is left to LLVM.
+INLINED = njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
 
 # Cody-Waite split of ln 2: k * LN2_HI is exact for the |k| < 2^11 used here
 LN2_HI = 6.93147180369123816490e-01
@@ -36,7 +40,7 @@ def _pow2(k):
     return _float_from_bits(np.int64(k + 1023.0) << 52)
 
 
-@JIT
+@INLINED
 def _reduce(x):
     """(k, expm1(r)) where x = k ln2 + r and |r| <= ln2/2."""
     k = np.floor(x * INV_LN2 + 0.5)
@@ -51,7 +55,7 @@ def _reduce(x):
     return k, r + r * r * p
 
 
-@JIT
+@INLINED
 def exp(x):
     c = min(max(x, -746.0), 710.0)  # beyond these exp is 0 or inf; clamping keeps k in range
     k, p = _reduce(c)
@@ -60,7 +64,7 @@ def exp(x):
     return x if x != x else y
 
 
-@JIT
+@INLINED
 def expm1_small(x):
     """e^x - 1 for |x| <= 44, where 2^k - 1 is exact."""
     k, p = _reduce(x)
@@ -68,7 +72,7 @@ def expm1_small(x):
     return scale * p + (scale - 1.0)
 
 
-@JIT
+@INLINED
 def tanh(x):
     """From expm1 of -2|x| below 1 and of 2|x| above, which keeps full precision at both ends."""
     a = np.abs(x)

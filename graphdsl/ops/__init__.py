@@ -15,6 +15,7 @@ emits `code`, autodiff calls `vjp`, and shape checking calls `shape`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,10 +37,21 @@ class Op:
 OPS: dict[str, Op] = {}
 
 
+VECTOR_MIN = 8  # entries from which generated loops take exp and tanh from graphdsl.vecmath
+
+
+def math_module(shape: tuple) -> str:
+    """Where generated code takes exp and tanh from (`{math}` in a template): graphdsl.vecmath
+    for arrays big enough that LLVM vectorises their loops, NumPy's libm calls for scalars and
+    tiny arrays, since libm is quicker one number at a time."""
+    return "M" if math.prod(shape) >= VECTOR_MIN else "np"
+
+
 def register(name, *, shape, ref, code, vjp=None, doc, backward_only=False, elementwise=False):
     if isinstance(code, str):
         template = code
-        code = lambda args, attrs, in_shapes, out_shape: template.format(*args, **attrs)  # noqa: E731
+        code = lambda args, attrs, in_shapes, out_shape: template.format(  # noqa: E731
+            *args, **attrs, math=math_module(out_shape))
     OPS[name] = Op(name, shape, ref, code, vjp, doc, backward_only, elementwise)
 
 

@@ -120,3 +120,10 @@ def conv2d_dk(g, x, height, width, stride, padding):
                 for b in range(width):
                     dk[f, c, a, b] = np.sum(g[f] * xp[c, a:a + stride * rows:stride, b:b + stride * cols:stride])
     return dk
+
+
+@njit(cache=True)
+def dot(a, b, out):
+    """out = a @ b by BLAS. Compiled once per layout and cached: np.dot written into generated
+    code was typed and compiled again for every spec."""
+    np.dot(a, b, out)

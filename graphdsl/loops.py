@@ -77,7 +77,7 @@ def matmul(out: str, args: list, in_shapes: list, dims: tuple) -> list:
     sa, sb = in_shapes
     inner = sa[-1]
     if int(np.prod(sa)) * (sb[-1] if len(sb) == 2 else 1) >= BLAS_MIN and dims != ():
-        return [f"np.dot({a}, {b}, {out})"]
+        return [f"K.dot({a}, {b}, {out})"]
     rows, cols = ivars(len(sa) - 1), ivars(len(sb) - 1, len(sa) - 1)
     k = f"i{len(dims)}"
     value = f"{a}[{', '.join(rows + [k])}] * {b}[{', '.join([k] + cols)}]"

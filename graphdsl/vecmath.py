@@ -78,5 +78,5 @@ def tanh(x):
     a = np.abs(x)
     small = a < 1.0
     s = expm1_small(-2.0 * a if small else 2.0 * min(a, 22.0))  # tanh(22) rounds to 1
-    y = -s / (s + 2.0) if small else 1.0 - 2.0 / (s + 2.0)
+    y = (-s if small else s) / (s + 2.0)  # tanh a = -s / (s + 2) from below 1, s / (s + 2) above
     return x if x != x else np.copysign(y, x)

@@ -39,7 +39,8 @@ class Graphdsl(Peer):
         self.graphdsl = graphdsl
         self.text = wl.spec()
         self.init = wl.graphdsl_params(wl.init())
-        self.data = {"x": wl.X, "y" if wl.out == "bce" else "k": wl.Y.astype(np.float64)}
+        # in the peer's dtype, as NumPy by hand gets it: graphdsl then trains on the arrays as given
+        self.data = {"x": wl.X.astype(self.dtype), "y" if wl.out == "bce" else "k": wl.Y.astype(self.dtype)}
 
     def model(self):
         m = self.graphdsl.compile(self.text)

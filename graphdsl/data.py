@@ -74,9 +74,10 @@ class _Piece:
     where: Where
 
 
-def load(source, fields: list[Field], base_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Examples for every field, as C-contiguous float64 arrays of shape (n,) + field.shape, all the same n.
-    They are read, never written, so arrays given inline are used as they are where they already fit."""
+def load(source, fields: list[Field], base_dir: str | Path | None = None, dtype=np.float64) -> dict[str, np.ndarray]:
+    """Examples for every field, as C-contiguous `dtype` arrays of shape (n,) + field.shape, all the
+    same n. They are read, never written, so arrays given inline are used as they are where they
+    already fit (float32 data for a float32 run is not copied)."""
     fields = list(fields)
     _check_fields(fields)
     if isinstance(source, str) and source in BUILTIN:  # a builtin name wins over a file of that name
@@ -90,7 +91,7 @@ def load(source, fields: list[Field], base_dir: str | Path | None = None) -> dic
     else:
         raise DataError(f"cannot read examples from a {type(source).__name__}: give a builtin name "
                         f"({', '.join(BUILTIN)}), a path, a tuple of paths, or a dict of arrays")
-    arrays = _finish(pieces)
+    arrays = _finish(pieces, dtype)
     return {f.name: arrays[f.name] for f in fields}  # in the order the fields were given
 
 
@@ -137,7 +138,7 @@ def _check_fields(fields: list[Field]) -> None:
             raise DataError(f"`{f.name}` is named twice among the fields to load")
 
 
-def _finish(pieces: list[_Piece]) -> dict[str, np.ndarray]:
+def _finish(pieces: list[_Piece], dtype) -> dict[str, np.ndarray]:
     """Checks every value and the example counts, then hands out the arrays."""
     for p in pieces:
         if len(p.values) == 0:
@@ -149,7 +150,7 @@ def _finish(pieces: list[_Piece]) -> dict[str, np.ndarray]:
             raise DataError(f"every field needs one value per example, but {first.field.name} has "
                             f"{plural(len(first.values), 'example')} ({first.origin}) and {p.field.name} "
                             f"has {len(p.values)} ({p.origin})")
-    return {p.field.name: np.ascontiguousarray(p.values, dtype=np.float64) for p in pieces}
+    return {p.field.name: np.ascontiguousarray(p.values, dtype=dtype) for p in pieces}
 
 
 def _check_values(p: _Piece) -> None:
@@ -201,7 +202,8 @@ def _array_piece(field: Field, values, origin: str, *, labels: bool = False) -> 
     else:
         raise DataError(f"{origin}: {field} needs an array of shape {fmt_shape(('n',) + field.shape)} "
                         f"(n examples of {fmt_shape(field.shape)}), but found shape {fmt_shape(values.shape)}")
-    return _Piece(field, np.ascontiguousarray(values, dtype=np.float64), origin, where)
+    floats = values.dtype if values.dtype.kind == "f" else np.float64  # kept: load() converts once
+    return _Piece(field, np.ascontiguousarray(values, dtype=floats), origin, where)
 
 
 def _one_hot(labels: np.ndarray, field: Field, where: Where) -> np.ndarray:

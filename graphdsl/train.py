@@ -136,7 +136,7 @@ def examples(model, train: Training, source, data: list) -> dict:
                             f"`data \"examples.csv\"` (or `data {missing[0]} = [...]`), or pass --data")
         source = {f.name: spec.graph.values[spec.graph.names[f.name]][None] for f in wanted}
     base = Path(spec.filename).parent if Path(spec.filename).exists() else None
-    return datasets.load(source, wanted, base)
+    return datasets.load(source, wanted, base, np.dtype(train.options["dtype"]))
 
 
 def orders(n: int, seed: int, shuffle: bool, first: int, count: int) -> np.ndarray:
@@ -155,8 +155,9 @@ class Trainer:
         spec = model.spec
         loss = spec.graph.names[train.loss]
         data = data_leaves(spec, loss)
-        every = examples(model, train, source, data)
-        self.fit, self.val = datasets.split(every, train.options["validation"], train.options["seed"])
+        every = examples(model, train, source, data)  # in the loop's dtype
+        self.fit, val = datasets.split(every, train.options["validation"], train.options["seed"])
+        self.val = {k: v.astype(np.float64, copy=False) for k, v in val.items()}  # for the float64 kernels
         n = len(next(iter(self.fit.values())))
         size = n if train.options["batch"] == "all" else min(train.options["batch"], n)
         self.size, self.n = size, n

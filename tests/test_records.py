@@ -291,6 +291,20 @@ def test_history_keeps_metrics_aligned_with_epochs():
     assert np.isnan(history["val_loss"][0]) and history["val_loss"][1] == 2.5 and np.isnan(history["val_loss"][2])
 
 
+def test_history_read_between_chunks_stays_aligned():
+    """Training adds epochs as array chunks; reading in between must not lose or repeat any."""
+    history = History()
+    history.extend(np.arange(1, 4), {"loss": np.array([3.0, 2.0, 1.0])})
+    assert history.epoch == [1, 2, 3] and history["loss"] == [3.0, 2.0, 1.0]
+    history.extend(np.arange(4, 6), {"loss": np.array([0.5, 0.25]), "accuracy": np.array([0.5, 1.0])})
+    history.extend(np.arange(6, 7), {"loss": np.array([0.125])})
+    assert history.epoch == [1, 2, 3, 4, 5, 6]
+    assert history["loss"] == [3.0, 2.0, 1.0, 0.5, 0.25, 0.125]
+    assert history["accuracy"][3:5] == [0.5, 1.0]
+    assert all(np.isnan(history["accuracy"][i]) for i in (0, 1, 2, 5))
+    assert all(type(e) is int for e in history.epoch) and all(type(v) is float for v in history["loss"])
+
+
 # --- weights ------------------------------------------------------------------------------
 
 def example_params(rng):

@@ -219,6 +219,19 @@ def test_float32_training_matches_torch_in_float32(optimizer):
     assert all(p.dtype == np.float64 and np.array_equal(p, p.astype(np.float32)) for p in model.params.values())
 
 
+def test_a_model_trained_again_with_other_options_gets_the_loop_they_need():
+    """train() keeps each step graph and compiled loop on the model: a later call with another
+    batch size, optimizer or dtype must run its own, exactly as a fresh model would."""
+    kept = xor()
+    for call in [dict(MB, epochs=2), dict(batch=1, epochs=2, optimizer="adam", lr=0.05),
+                 dict(MB, epochs=1, dtype="float32"), dict(MB, epochs=2)]:
+        fresh = xor()
+        fresh.params.update({k: v.copy() for k, v in kept.params.items()})
+        kept.train(**call)
+        fresh.train(**call)
+        assert same_params(kept.params, fresh.params), call
+
+
 def test_sgd_with_momentum_and_weight_decay_matches_torch():
     model = xor()
     model.train(**MB, epochs=5, lr=0.3, momentum=0.9, weight_decay=0.01)

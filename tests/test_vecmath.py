@@ -9,20 +9,18 @@ from graphdsl import vecmath as M
 pytestmark = pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs an extended long double")
 
 
-@njit
-def apply_exp(x):
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = M.exp(x[i])
-    return out
+def looped(f):
+    """f over an array, in a loop as generated code runs it."""
+    @njit
+    def apply(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = f(x[i])
+        return out
+    return apply
 
 
-@njit
-def apply_tanh(x):
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = M.tanh(x[i])
-    return out
+apply_exp, apply_tanh = looped(M.exp), looped(M.tanh)
 
 
 def ulps(got, exact):

@@ -37,6 +37,11 @@ def flat_var(node_id: int) -> str:
     return f"f{node_id}"
 
 
+def flat_shape(shape: tuple) -> tuple:
+    """A shape as loops over one flat index read it: one axis of all its entries."""
+    return (math.prod(shape),) if shape else ()
+
+
 def owns_buffer(node) -> bool:
     """Arrays get a buffer; scalars are locals and aliases are views of their argument."""
     return node.shape != () and not node.is_leaf and node.op not in ("reshape", "transpose")
@@ -72,9 +77,8 @@ def node_code(graph: Graph, node, fused=frozenset(), flat=frozenset()) -> tuple:
             return [], [f"{out} = {code}"]
     prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape}, F)"]
     if node.id in flat:
-        size = (math.prod(node.shape),)
-        flat_shapes = [s and size for s in shapes]
-        return prologue, loops.elementwise(formula(node, shapes), flat_var(node.id), args, flat_shapes, size)
+        return prologue, loops.elementwise(formula(node, shapes), flat_var(node.id), args,
+                                           [flat_shape(s) for s in shapes], flat_shape(node.shape))
     if op.elementwise:
         return prologue, loops.elementwise(formula(node, shapes), out, args, shapes, node.shape)
     if node.op in LOOPS:
@@ -122,7 +126,7 @@ def operand(graph: Graph, nid: int, fused, flat: bool = False) -> object:
     shapes = [graph.nodes[a].shape for a in node.args]
     if node.op == "expand":
         return lambda idx: loops.read(args[0], shapes[0], loops.reduced(idx, node.kw.get("axis")))
-    read_shapes = [s and (math.prod(s),) for s in shapes] if flat else shapes
+    read_shapes = [flat_shape(s) for s in shapes] if flat else shapes
 
     def at(idx):
         stmts, values = loops.read_all(args, read_shapes, idx)
@@ -142,8 +146,10 @@ def flat_sources(graph: Graph, node, fused) -> list | None:
             continue
         if arg.shape != node.shape:
             return None
-        inner = ((flat_sources(graph, arg, fused) if OPS[arg.op].elementwise else None) if a in fused
-                 else [a] if owns_buffer(arg) else None)
+        if a in fused:
+            inner = flat_sources(graph, arg, fused) if OPS[arg.op].elementwise else None
+        else:
+            inner = [a] if owns_buffer(arg) else None
         if inner is None:
             return None
         found += inner
@@ -174,7 +180,7 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
             code = [f"# {labels[node.id]}"] + code
         lines += code
     viewed = sorted(flat.union(*(sources[nid] for nid in flat)))
-    prologue += [f"{flat_var(nid)} = {var(nid)}.reshape({math.prod(graph.nodes[nid].shape)})" for nid in viewed]
+    prologue += [f"{flat_var(nid)} = {var(nid)}.reshape({flat_shape(graph.nodes[nid].shape)})" for nid in viewed]
     return prologue, lines
 
 

@@ -6,6 +6,7 @@ import re
 import threading
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
@@ -44,7 +45,12 @@ KEYWORDS = {"input", "target", "param", "const", "show", "grad", "jacobian", "se
 
 
 def grammar_text() -> str:
-    return resources.files("graphdsl.grammars").joinpath("graphdsl.lark").read_text()
+    """The grammar the package ships; in a source checkout (Python started in the repository,
+    whose `graphdsl/` shadows an installed copy) the top-level grammars/ it is built from."""
+    try:
+        return resources.files("graphdsl.grammars").joinpath("graphdsl.lark").read_text()
+    except ModuleNotFoundError:
+        return (Path(__file__).resolve().parent.parent / "grammars" / "graphdsl.lark").read_text()
 
 
 class BracketPostLex:

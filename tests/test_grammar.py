@@ -1,6 +1,11 @@
 """The grammar builds without conflicts and parses the constructs it promises."""
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import lark
 import pytest
 from lark import Lark, logger
 
@@ -54,3 +59,16 @@ def test_newlines_inside_brackets_continue_the_statement():
 def test_comments_blank_lines_and_no_final_newline():
     program = parse("# a comment\n\n  \nx = 1  # trailing\n# end\ny = 2")
     assert [s.name.text for s in program.statements] == ["x", "y"]
+
+
+def test_a_source_checkout_finds_its_grammar():
+    """Python started in the repository imports graphdsl/ from there, which has no grammars
+    package (the build maps grammars/ into it): the top-level grammar must be found instead."""
+    root = Path(__file__).resolve().parent.parent
+    lark_home = Path(lark.__file__).resolve().parent.parent  # site-packages, without its .pth files
+    code = "import graphdsl; print(graphdsl.__file__, graphdsl.compile('input x = 1\\ny = x * 2\\n').forward()['y'])"
+    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{lark_home}"})
+    assert done.returncode == 0, done.stderr
+    location, y = done.stdout.split()
+    assert Path(location).parent == root / "graphdsl" and float(y) == 2.0

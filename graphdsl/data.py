@@ -109,7 +109,7 @@ def split(arrays: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     if n_val == n:
         raise DataError(f"a validation fraction of {fraction} leaves none of the {n} examples for training")
     if not n_val:  # nothing held out: the examples stay in their order (shuffle=0 means that order)
-        return {k: np.ascontiguousarray(v) for k, v in arrays.items()}, {}
+        return dict(arrays), {}
     order = np.random.default_rng(seed).permutation(n)
     train, val = order[:n - n_val], order[n - n_val:]
     # Fancy indexing copies, so every part is a fresh C-contiguous array.
@@ -139,7 +139,7 @@ def _check_fields(fields: list[Field]) -> None:
 
 
 def _finish(pieces: list[_Piece], dtype) -> dict[str, np.ndarray]:
-    """Checks every value and the example counts, then hands out the arrays."""
+    """Checks every value and the example counts, then hands out the arrays in `dtype`."""
     for p in pieces:
         if len(p.values) == 0:
             raise DataError(f"{p.origin}: no examples for {p.field}")
@@ -150,7 +150,14 @@ def _finish(pieces: list[_Piece], dtype) -> dict[str, np.ndarray]:
             raise DataError(f"every field needs one value per example, but {first.field.name} has "
                             f"{plural(len(first.values), 'example')} ({first.origin}) and {p.field.name} "
                             f"has {len(p.values)} ({p.origin})")
-    return {p.field.name: np.ascontiguousarray(p.values, dtype=dtype) for p in pieces}
+    with np.errstate(over="ignore"):  # a number too large for float32: refused below, by its value
+        arrays = {p.field.name: np.ascontiguousarray(p.values, dtype=dtype) for p in pieces}
+    for p in pieces:
+        flat = arrays[p.field.name].reshape(len(p.values), p.field.size)
+        if not np.isfinite(flat.sum()):
+            _refuse_first(p, p.values.reshape(flat.shape), ~np.isfinite(flat),
+                          f"does not fit in {np.dtype(dtype).name}: train in float64, or scale the data")
+    return arrays
 
 
 def _check_values(p: _Piece) -> None:
@@ -158,22 +165,19 @@ def _check_values(p: _Piece) -> None:
     flat = p.values.reshape(len(p.values), p.field.size)
     # a finite sum means finite entries (one pass, no temporaries: data sets are large); a sum that
     # is not finite is from a bad entry or an overflow, so then look entry by entry
-    bad = np.zeros(1, bool) if np.isfinite(flat.sum()) else ~np.isfinite(flat)
-    if bad.any():
-        i, e = _first(bad)
-        raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} is not a finite number ({p.field.name} "
-                        f"needs finite values)")
+    if not np.isfinite(flat.sum()):
+        _refuse_first(p, flat, ~np.isfinite(flat), f"is not a finite number ({p.field.name} needs finite values)")
     if p.field.classes is not None:
-        bad = not_class_indices(flat, p.field.classes)
-        if bad.any():
-            i, e = _first(bad)
-            raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} is not a class index for {p.field.name}: "
-                            f"expected a whole number from 0 to {p.field.classes - 1}")
+        _refuse_first(p, flat, not_class_indices(flat, p.field.classes),
+                      f"is not a class index for {p.field.name}: expected a whole number from 0 to "
+                      f"{p.field.classes - 1}")
 
 
-def _first(bad: np.ndarray) -> tuple[int, int]:
-    """(example, entry) of the first True in an (examples, entries) mask."""
-    return divmod(int(np.argmax(bad)), bad.shape[1])
+def _refuse_first(p: _Piece, flat: np.ndarray, bad: np.ndarray, what: str) -> None:
+    """A DataError naming the first entry marked in `bad`, if there is one."""
+    if bad.any():
+        i, e = divmod(int(np.argmax(bad)), bad.shape[1])  # (example, entry) of the first
+        raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} {what}")
 
 
 def number_text(value) -> str:

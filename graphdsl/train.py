@@ -123,8 +123,11 @@ def fields(model, data: list) -> list:
 
 
 def examples(model, train: Training, source, data: list) -> dict:
-    """Every example for the data leaves: from `source`, the spec's `data`, or the spec's own values."""
+    """Every example for the data leaves: from `source`, the spec's `data`, or the spec's own values.
+    The spec's paths are relative to its folder; a path passed in, to the current directory (as
+    `--data` and `predict` take it)."""
     spec = model.spec
+    from_spec = source is None
     source = source if source is not None else train.data
     wanted = fields(model, data)
     if isinstance(source, DataSource):
@@ -135,7 +138,7 @@ def examples(model, train: Training, source, data: list) -> dict:
             raise DataError(f"`{missing[0]}` has no value and the spec gives no data: add "
                             f"`data \"examples.csv\"` (or `data {missing[0]} = [...]`), or pass --data")
         source = {f.name: spec.graph.values[spec.graph.names[f.name]][None] for f in wanted}
-    base = Path(spec.filename).parent if Path(spec.filename).exists() else None
+    base = Path(spec.filename).parent if from_spec and Path(spec.filename).exists() else None
     return datasets.load(source, wanted, base, np.dtype(train.options["dtype"]))
 
 
@@ -169,7 +172,7 @@ class Trainer:
         self.plan = model._program(self.key, lambda: make_plan(spec, train, data, batch, traced_ids))
         self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
-        self.arguments = ([self.fit[self.plan.graph.name_of(d)].astype(self.dtype, copy=False) for d in self.plan.data],
+        self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
                           [self.leaf_value(c) for c in self.plan.consts])
 
     # -- the flat parameter vector -----------------------------------------
@@ -308,23 +311,26 @@ class Trainer:
     def non_finite(self, theta, order, steps: int, step: int, done: int) -> "TrainingError":
         """Replay the failing step in the interpreter and name the first non-finite value."""
         e, s = divmod(steps, self.steps_per_epoch())
-        ids, weights = np.empty(self.size, np.int64), np.empty(self.size)
+        ids, weights = np.empty(self.size, np.int64), np.empty(self.size, self.dtype)
         T.batch_rows(order[e], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
         plan, g = self.plan, self.plan.graph
-        values = dict(zip(plan.consts, self.arguments[1]))
-        values.update(zip(plan.params, (self.model.params[n] for n in self.model.spec.names_of("param"))))
+        values = dict(zip(plan.consts, self.arguments[1]))  # every value in the loop's dtype, as it ran
+        values.update(zip(plan.params, (np.asarray(self.model.params[n], self.dtype)
+                                        for n in self.model.spec.names_of("param"))))
         for leaf in plan.data:
             rows = self.fit[g.name_of(leaf)][ids]
             values[leaf] = rows if plan.weights is not None else rows[0]
         if plan.weights is not None:
             values[plan.weights] = weights
         bad = first_non_finite(g, values, plan.outputs[:1 + len(plan.params)])
+        # the compiled exp and tanh round differently from NumPy's, so near overflow a replay can stay finite
+        where = (f"the first value that is not finite is {describe(g, bad)}" if bad else
+                 "replayed in the interpreter, the step stays finite, so it is at the edge of overflow")
         message = (f"training stopped at step {step} (epoch {done + e + 1}): the loss or a gradient is not "
-                   f"finite; "
-                   f"the first value that is not finite is {describe(g, bad)}. The model keeps the weights "
-                   f"of step {step - 1}")
+                   f"finite; {where}. The model keeps the weights of step {step - 1}")
         spec = self.model.spec
-        return TrainingError(str(SpecError(message, bad.span, filename=spec.filename, source=spec.source,
+        return TrainingError(str(SpecError(message, bad.span if bad else None, filename=spec.filename,
+                                           source=spec.source,
                                            hint="lower the learning rate, or check the data for extreme values")))
 
 
@@ -401,7 +407,7 @@ def predict(model, source, node: str | None = None) -> np.ndarray:
     needed = model.spec.graph.ancestors([target])
     inputs = [i for i in (model.spec.graph.names[n] for n in model.spec.names_of("input")) if i in needed]
     examples = datasets.load(source, fields(model, inputs), None)
-    return evaluate_all(model, [target], examples)[target]
+    return np.array(evaluate_all(model, [target], examples)[target])  # never a view of the caller's data
 
 
 class Progress:

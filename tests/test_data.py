@@ -475,3 +475,13 @@ def test_split_rejects_fractions_that_leave_nothing(fraction):
 def test_split_needs_equal_counts():
     with pytest.raises(DataError, match="x has 3, k has 2"):
         split({"x": np.zeros(3), "k": np.zeros(2)}, 0.5, seed=0)
+
+
+def test_a_float32_run_gets_float32_data_as_given_and_refuses_what_does_not_fit():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = load({"x": x, "k": np.array([0, 2, 1])}, [X4, K3], None, np.float32)
+    assert np.shares_memory(out["x"], x) and out["k"].dtype == np.float32  # float32 data: no copy
+    big = np.zeros((3, 4))
+    big[1, 2] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(DataError, match=r"1e\+39 does not fit in float32"):
+        load({"x": big, "k": np.array([0, 2, 1])}, [X4, K3], None, np.float32)

@@ -40,3 +40,12 @@ def test_cli_predict_prints_scores_and_classes(tmp_path):
     want = model.predict({"x": NEW})
     np.testing.assert_array_equal(frame[["z[0]", "z[1]", "z[2]"]].to_numpy(), want)
     np.testing.assert_array_equal(frame["class"].to_numpy(), want.argmax(axis=1))
+
+
+def test_a_prediction_never_shares_memory_with_the_data_given():
+    """Inline arrays are loaded without a copy; what predict returns must still be the caller's own."""
+    model = graphdsl.compile("input x[2]\ny = x * 1\n")
+    given = np.ones((3, 2))
+    got = model.predict({"x": given}, node="x")
+    np.testing.assert_array_equal(got, given)
+    assert not np.shares_memory(got, given)

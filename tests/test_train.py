@@ -452,6 +452,15 @@ def test_a_non_finite_loss_names_the_first_value_that_is_not_finite(batch):
     assert "the first value that is not finite is a `log` value" in str(info.value)
 
 
+def test_a_float32_overflow_is_replayed_in_float32():
+    """e^100 overflows in float32 only: the replay that names the value must run in the loop's dtype."""
+    model = graphdsl.compile("input x\nparam w = 1\nL = exp(w * x)\ndata x = [[100]]\n"
+                             "minimize L using sgd(lr=0.01), epochs=1, batch=1, dtype=float32\n")
+    with pytest.raises(TrainingError, match="the first value that is not finite is `L`"):
+        model.train()
+    assert model.train(dtype="float64")["loss"][0] == pytest.approx(np.exp(100.0), rel=1e-12)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_a_non_finite_loss_is_located_in_the_spec(batch):
     model = graphdsl.compile(XOR, filename="xor.nn")
@@ -514,6 +523,15 @@ def test_a_data_file_is_read_beside_the_spec(project):
     model.train()
     params, _, _, _ = torch_xor(epoch_order(SEED, False, 1), 3, 1, lr=0.5)
     assert_params(model, params)
+
+
+def test_a_path_passed_to_train_is_read_from_the_current_directory(project):
+    """As --data and predict() read it; only the spec's own `data` paths are relative to the spec."""
+    write_csv(project / "train.csv", X[:4], Y[:4])  # a different train.csv, in the cwd
+    by_path, by_arrays = graphdsl.load("sub/net.nn"), graphdsl.load("sub/net.nn")
+    by_path.train("train.csv")
+    by_arrays.train({"x": X[:4], "y": Y[:4]})
+    assert same_params(by_path.params, by_arrays.params)
 
 
 def test_cli_trains_saves_traces_logs_and_plots(project):

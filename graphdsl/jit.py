@@ -19,9 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
+from .codegen import HELPERS
 from .files import replace_atomically
 
-KERNELS = [Path(__file__).with_name(name) for name in ("kernels.py", "train_kernels.py", "vecmath.py")]
+KERNELS = [Path(__file__).with_name(f"{module}.py") for module in HELPERS.values()]
 
 
 def cache_dir() -> Path:
@@ -122,13 +123,12 @@ def load(source: str):
     name = f"graphdsl_gen_{module_key(source)}"
     if name in sys.modules:
         return sys.modules[name]
-    from . import kernels, train_kernels  # helper kernels the generated code calls, cached beside graphdsl
-
+    helpers = [importlib.import_module(f"graphdsl.{module}") for module in HELPERS.values()]  # cached beside graphdsl
     path = module_file(name, source)
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    for module in (kernels, train_kernels, mod):
+    for module in (*helpers, mod):
         tolerate_damaged_cache(module)
     sys.modules[name] = mod  # only once it imported: a failed import must not leave half a module
     return mod

@@ -1,5 +1,6 @@
-"""Numba helpers that generated code calls (as `K.name`) where one NumPy
-expression will not do: row-wise stable softmax family, class picking, conv1d and conv2d."""
+"""Numba helpers that generated code calls (as `K.name`) where one NumPy expression will not do:
+row-wise stable softmax and log-softmax, class-index checks, max along an axis, conv1d and conv2d
+with their gradients, and matrix products through BLAS."""
 import numpy as np
 from numba import njit
 

@@ -3,8 +3,10 @@ and loops for the softmax family. Values are checked against NumPy computed here
 import numpy as np
 
 import graphdsl
+from graphdsl import codegen
 from graphdsl.ir import Graph
 from graphdsl.ops import Sym
+from graphdsl.train import data_leaves, make_plan
 
 
 def test_an_elementwise_chain_is_one_loop_nest_with_one_buffer():
@@ -44,6 +46,19 @@ def test_the_transpose_of_a_product_is_the_product_of_transposes():
     assert v.T.id == v.id  # a vector is its own transpose
 
 
+def test_a_forward_product_is_not_computed_again_for_its_transpose():
+    """In z = V (W x), V's gradient reads (W x)' : a view of the forward product, not x' W' again."""
+    model = graphdsl.compile("input x[3]\ntarget y[2]\nparam W[4, 3] = xavier(seed=0)\n"
+                             "param V[2, 4] = xavier(seed=1)\nz = V (W x)\nL = mse(z, y)\n"
+                             "data x = [[1, 2, 3], [0, 1, 0], [1, 0, 0], [2, 1, 0]], "
+                             "y = [[0, 1], [1, 0], [0, 0], [1, 1]]\n"
+                             "minimize L using sgd(lr=0.1), epochs=1, batch=4\n")
+    plan = make_plan(model.spec, model.spec.training, data_leaves(model.spec, model.spec.graph.names["L"]), 4, [])
+    needed = plan.graph.ancestors(plan.outputs)
+    products = [n for n in plan.graph.nodes if n.id in needed and n.op == "matmul"]
+    assert len(products) == 5  # 2 forward; dV, dH and dW backward
+
+
 def test_softmax_cross_entropy_loops_match_numpy():
     """logsumexp, pick and (in the gradient) onehot are written as loops over class rows."""
     model = graphdsl.compile("input z[3, 4]\ntarget k[3]\nl = logsumexp(z)\nL = softmax_ce(z, k, reduce=sum)\n")
@@ -81,3 +96,18 @@ def test_a_same_shape_nest_runs_over_one_flat_index():
     np.testing.assert_allclose(out["y"], h * h + np.exp(h), rtol=1e-15)
     np.testing.assert_allclose(out["z"], h + b, rtol=1e-15)
     np.testing.assert_allclose(out["w"], h.T * 2, rtol=1e-15)
+
+
+def test_a_value_one_node_reads_twice_is_computed_once():
+    """`a + a` differentiates to `g + g` at every level: fusing a value into a reader that uses it
+    twice would copy its whole chain into each use, doubling the training loop at every level."""
+    lines = ["input x[3]", "param w[3] = [1, 2, 3]", "a0 = w * x"]
+    lines += [f"a{i + 1} = a{i} + a{i}" for i in range(8)]
+    lines += ["L = sum(a8)", "data x = [[0.5, -1, 2]]", "minimize L using sgd(lr=0.1), epochs=1"]
+    model = graphdsl.compile("\n".join(lines) + "\n")
+    train = model.spec.training
+    plan = make_plan(model.spec, train, data_leaves(model.spec, model.spec.graph.names["L"]), None, [])
+    assert len(codegen.train_loop(plan).splitlines()) < 200  # 802 lines when the chains were copied
+    model.train()
+    x = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(model.params["w"], [1, 2, 3] - 0.1 * 2 ** 8 * x, rtol=1e-15)  # L = 256 w.x

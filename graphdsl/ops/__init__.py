@@ -96,13 +96,15 @@ class Sym:
     @property
     def T(self) -> "Sym":
         """The transpose, folded: (A')' = A and (A B)' = B' A', so that a weight gradient is one
-        product written in the weight's own layout; a vector is its own transpose."""
+        product written in the weight's own layout; a vector is its own transpose. A product
+        something already reads (a forward value) is kept and viewed transposed, not computed again."""
         node = self.g.nodes[self.id]
         if len(self.shape) < 2:
             return self
         if node.op == "transpose":
             return Sym(self.g, node.args[0])
-        if node.op == "matmul" and all(len(self.g.nodes[a].shape) == 2 for a in node.args):
+        if (node.op == "matmul" and all(len(self.g.nodes[a].shape) == 2 for a in node.args)
+                and not any(self.id in n.args for n in self.g.nodes)):
             a, b = (Sym(self.g, x) for x in node.args)
             return b.T @ a.T
         return self.op("transpose")

@@ -118,7 +118,9 @@ def reshape_shape(x: tuple, *, shape) -> tuple:
     return shape
 
 
+# code: only a scalar result is written from this template (its one entry, a local); an array
+# result is a view of its operand (codegen.view)
 register("reshape", shape=reshape_shape, ref=lambda x, *, shape: np.reshape(x, shape),
-         code="np.ascontiguousarray({0}).reshape({shape})",
+         code="{0}.ravel()[0]",
          vjp=lambda g, y, x, shape: (g.op("reshape", shape=x.shape),),
          doc="the same entries in another shape, in C order (used to lay out minibatches)")

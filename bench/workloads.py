@@ -43,18 +43,17 @@ class Workload:
 
     def schedule(self) -> tuple:
         """(ids, weights), each [steps, B]: the examples of every step and their loss weights,
-        exactly graphdsl's: the examples are first put in `fit_order` (graphdsl's train/validation
-        split permutes them even with no validation), then epoch e's order is default_rng([seed, e]).permutation(n) when shuffled,
-        and a short last batch is padded with its first example at weight 0 (the others 1/count)."""
+        exactly graphdsl's: epoch e's order is default_rng([seed, e]).permutation(n) when shuffled
+        (the data's order otherwise), and a short last batch is padded with its first example at
+        weight 0 (the others 1/count)."""
         n = len(self.X)
         size = n if self.batch is None else min(self.batch, n)
         per_epoch = -(-n // size)
         ids = np.empty((self.epochs * per_epoch, size), np.int64)
         weights = np.empty((self.epochs * per_epoch, size))
-        base = fit_order(n, self.seed)
         for e in range(self.epochs):
-            order = base[np.random.default_rng([self.seed, e]).permutation(n)
-                         if self.shuffle and size < n else np.arange(n)]
+            order = (np.random.default_rng([self.seed, e]).permutation(n) if self.shuffle and size < n
+                     else np.arange(n))
             for s in range(per_epoch):
                 chunk = order[s * size:(s + 1) * size]
                 c = len(chunk)
@@ -119,21 +118,6 @@ class Workload:
                   for i in range(len(self.sizes) - 1)]
         return layers
 
-    def graphdsl_data(self):
-        if self.data_source:
-            return None
-        return {"x": self.X, "y" if self.out == "bce" else "k": self.Y.astype(np.float64)}
-
-
-def fit_order(n: int, seed: int) -> np.ndarray:
-    """Where graphdsl's training set takes its examples from: its train/validation split (with
-    validation 0) applied to 0..n-1. Today that is default_rng(seed).permutation(n), even with
-    shuffle=0 -- not "the data's order" as docs/training.md says."""
-    try:
-        from graphdsl.data import split
-        return np.asarray(split({"i": np.arange(n)}, 0.0, seed)[0]["i"], np.int64)
-    except ImportError:
-        return np.random.default_rng(seed).permutation(n)
 
 
 def sigmoid(x):

@@ -3,8 +3,6 @@ __version__ = "0.1.0"
 
 from pathlib import Path
 
-import numpy as np
-
 from .errors import DataError, SpecError
 from .lower import lower as _lower
 from .model import Model
@@ -18,9 +16,7 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
     `settings` changes settings, optimizer settings or training options by name, as `--set`
     does: `settings={"hidden": [64, 32], "lr": 0.01}`.
     """
-    given = {k: v if isinstance(v, str) else tuple(np.atleast_1d(np.asarray(v, dtype=float)).tolist())
-             for k, v in (settings or {}).items()}
-    return Model(_lower(_parse(text, filename), text, filename, seed, given), engine)
+    return Model(_lower(_parse(text, filename), text, filename, seed, settings), engine)
 
 
 def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:

@@ -22,11 +22,15 @@ REFERENCES = {(ast.Show, "names"), (ast.Grad, "loss"), (ast.Grad, "wrt"), (ast.J
               (ast.Jacobian, "wrt"), (ast.Minimize, "loss")}
 
 
+EXAMPLES = {"--set": "`lr=0.01` or `hidden=256,64`", "--grid": "`lr=0.01,0.1`",
+            "--range": "`lr=0.001:0.1:log`"}
+
+
 def split_pair(text: str, flag: str) -> tuple[str, str]:
-    """`lr=0.01` from the command line as ("lr", "0.01")."""
+    """`lr=0.01` from the command line (after --set, --grid or --range) as ("lr", "0.01")."""
     name, eq, value = text.partition("=")
     if not eq or not name.strip():
-        raise DataError(f"{flag} `{text}` is not NAME=VALUE, as in `lr=0.01` or `hidden=256,64`")
+        raise DataError(f"{flag} `{text}` is not NAME=VALUE, as in {EXAMPLES[flag]}")
     return name.strip(), value
 
 

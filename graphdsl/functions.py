@@ -5,6 +5,7 @@ A function is either one op (`sigmoid`) or a composite of several (`mse`,
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -143,8 +144,10 @@ INITIALISERS = {
 
 
 def draw(kind: str, kw: dict, shape: tuple, rng) -> np.ndarray:
-    """An initialiser's values. W[out, in] is read as fan_out = out, fan_in = in (the last axis)."""
-    fan_in, fan_out = shape[-1], shape[0]
+    """An initialiser's values. W[out, in] is read as fan_out = out, fan_in = in; a conv kernel
+    [F, C, kh, kw] as fan_in = C kh kw and fan_out = F kh kw, as PyTorch reads them."""
+    window = math.prod(shape[2:])
+    fan_in, fan_out = (shape[1] * window, shape[0] * window) if len(shape) > 1 else (shape[-1], shape[-1])
     if kind in ("zeros", "ones"):
         return np.full(shape, 0.0 if kind == "zeros" else 1.0)
     if kind == "normal":

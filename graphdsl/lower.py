@@ -441,9 +441,9 @@ def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int
           settings: dict | None = None) -> Spec:
     """Check a parsed spec and build its graph; every problem raises a located SpecError.
 
-    `settings` changes the spec's settings by name, as `--set` does (values are tuples of numbers).
+    `settings` changes the spec's settings by name, as `--set` does: numbers, lists or tuples of
+    numbers, or words for options such as `optimizer` and `dtype` (each is checked where it is used).
     """
-    low = None
     try:
         statements, values = expand(program, settings)
         low = Lowering(ast.Program(statements), source, seed)

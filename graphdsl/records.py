@@ -46,8 +46,9 @@ def _cannot_write(path, err: OSError) -> DataError:
     return DataError(f"cannot write {path}: {err.strerror or err}")
 
 
-def csv_header(names: list[str]) -> str:
-    """A CSV header line; csv quotes the names that need it (flat names like W[0,1] hold a comma)."""
+def csv_header(names: list) -> str:
+    """A CSV line with the cells quoted where they need it: a header (flat names like W[0,1] hold
+    a comma), or a sweep's results row."""
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerow(names)
     return text.getvalue()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
-import io
 import itertools
 import json
 import logging
@@ -31,6 +30,7 @@ from .data import number_text
 from .errors import DataError, SpecError
 from .expand import parse_override
 from .files import cut_torn_line
+from .records import csv_header
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 LOWER_IS_BETTER = ("loss", "val_loss")
@@ -208,9 +208,7 @@ class Results:
         return {row["trial"] for row in self.rows}
 
     def write(self, row: dict) -> None:
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerow([row.get(c, "") for c in self.columns])
-        self.file.write(text.getvalue())
+        self.file.write(csv_header([row.get(c, "") for c in self.columns]))  # one quoted CSV line
         self.file.flush()
 
     def append(self, row: dict) -> None:

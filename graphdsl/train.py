@@ -199,7 +199,8 @@ class Trainer:
         return float(value) if g.nodes[leaf].shape == () else np.ascontiguousarray(value, dtype=self.dtype)
 
     def run_chunk(self, theta, state, t0: int, first: int, count: int, trace_rows: int):
-        """Epochs first .. first+count-1; returns (steps done, trace, log, failed)."""
+        """Epochs first .. first+count-1; returns (steps done, trace rows, log rows, failed, the
+        epochs' example order)."""
         opts = self.train.options
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
         hyper = np.array([self.train.settings[k] for k in HYPER[self.train.optimizer]])
@@ -373,7 +374,9 @@ def evaluate_all(model, nodes: list, arrays: dict) -> dict:
     interpreter on one minibatch graph of them all."""
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
-    g, new = batched(spec.graph, data, nodes, len(next(iter(arrays.values()))))
+    n = len(next(iter(arrays.values())))
+    # built once per model for these nodes and sizes: validation evaluates it every epoch
+    g, new = model._program(("batched", tuple(data), tuple(nodes), n), lambda: batched(spec.graph, data, nodes, n))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
     values.update({new[spec.graph.names[p]]: v for p, v in model.params.items()})

@@ -102,3 +102,14 @@ def test_training_doc_xor_learns_xor():
         score = model.forward(x=np.array(x, dtype=float), y=float(y))
         logit = score["v"] @ score["h"] + score["c"]
         assert (logit > 0) == bool(y), (x, logit)
+
+
+@pytest.mark.parametrize("shape, fan_in, fan_out", [((4, 2), 2, 4), ((3,), 3, 3), ((8, 3, 5, 5), 75, 200)])
+def test_initialisers_read_fans_as_the_doc_says(shape, fan_in, fan_out):
+    """W[out, in]: fan_in = in, fan_out = out; a vector: both n; a conv kernel [F, C, kh, kw]:
+    fan_in = C kh kw, fan_out = F kh kw. The draws' spread shows the fans used."""
+    dims = ", ".join(map(str, shape))
+    model = graphdsl.compile(f"param a[{dims}] = xavier(seed=0)\nparam b[{dims}] = he(seed=0)\n")
+    a, b = model.params["a"], model.params["b"]
+    assert np.abs(a).max() <= np.sqrt(6 / (fan_in + fan_out))
+    np.testing.assert_allclose(b, np.random.default_rng(0).normal(0, np.sqrt(2 / fan_in), shape), rtol=1e-15)

@@ -48,6 +48,9 @@ class Spec:
     source: str = ""
     settings: dict = field(default_factory=dict)   # name -> value, after `--set`
     training: training.Training | None = None
+    # what models build from this spec, by key (kernels, training plans and loops): built once,
+    # shared by every model of the spec
+    programs: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def loss(self) -> str | None:

@@ -57,7 +57,6 @@ class Model:
         # leaves read as class indices, with their number of classes: checked before any kernel runs
         self._classes = {graph.nodes[n.args[1]].id: graph.nodes[n.args[0]].shape[-1]
                          for n in graph.nodes if n.op == "pick" and graph.nodes[n.args[1]].is_leaf}
-        self._programs: dict = {}
         # leaf id -> name, for every program: they share the spec's leaf ids
         self._leaf_names = {nid: name for name, nid in graph.names.items()
                             if graph.nodes[nid].is_leaf and spec.kinds[name] != "node"}  # not aliases
@@ -132,10 +131,11 @@ class Model:
                 for label, r in zip(program.labels, results)}
 
     def _program(self, key, build):
-        """What `build` makes for `key`, made once per model: kernels, training plans and loops."""
-        if key not in self._programs:
-            self._programs[key] = build()
-        return self._programs[key]
+        """What `build` makes for `key`, made once per spec: kernels, training plans and loops."""
+        programs = self.spec.programs
+        if key not in programs:
+            programs[key] = build()
+        return programs[key]
 
     # -- the public calls ---------------------------------------------------
 

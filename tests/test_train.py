@@ -225,11 +225,28 @@ def test_a_model_trained_again_with_other_options_gets_the_loop_they_need():
     kept = xor()
     for call in [dict(MB, epochs=2), dict(batch=1, epochs=2, optimizer="adam", lr=0.05),
                  dict(MB, epochs=1, dtype="float32"), dict(MB, epochs=2)]:
-        fresh = xor()
+        fresh = graphdsl.compile(XOR + "\n")  # other text: a spec of its own, sharing nothing built
         fresh.params.update({k: v.copy() for k, v in kept.params.items()})
         kept.train(**call)
         fresh.train(**call)
         assert same_params(kept.params, fresh.params), call
+
+
+def test_a_spec_compiled_again_shares_what_was_built_but_not_its_params():
+    """compile() of the same text reuses the checked spec and its training loop; each model
+    starts from the spec's own initial values and trains as a fresh one would."""
+    first = xor()
+    first.train(epochs=2)
+    again = xor()
+    assert again.spec is first.spec and again.spec.programs
+    apart = graphdsl.compile(XOR + "\n")
+    assert apart.spec is not first.spec
+    assert same_params(again.params, apart.params) and not same_params(again.params, first.params)
+    again.train(epochs=2)
+    apart.train(epochs=2)
+    assert same_params(again.params, first.params) and same_params(again.params, apart.params)
+    assert xor(settings={"lr": 0.1}).spec is not first.spec
+    assert xor(seed=1).spec is not first.spec
 
 
 def test_sgd_with_momentum_and_weight_decay_matches_torch():

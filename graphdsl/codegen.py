@@ -241,7 +241,9 @@ def train_loop(plan) -> str:
     consts = "".join(var(c) + ", " for c in plan.consts)
     lines = [JIT, f"def train({data}order, theta, state, hyper, t0, epoch0, size, mean, {consts}trace, every, log):"]
     lines += [f"    {stmt}" for stmt in top + prologue]
-    lines += ["    for e in range(order.shape[0]):", "        for s in range((order.shape[1] + size - 1) // size):"]
+    # one row of `order` serves every epoch when nothing is shuffled
+    lines += ["    for e in range(log.shape[0]):", "        ids_e = order[e % order.shape[0]]",
+              "        for s in range((ids_e.shape[0] + size - 1) // size):"]
     lines += [f"            {stmt}" for stmt in per_step + step + after]
     lines.append("    return t - t0, row, 0")
     return "\n".join(lines)
@@ -259,10 +261,10 @@ def loop_inputs(plan, shape, param_slots) -> tuple:
             top.append(f"{var(nid)} = theta[{a}:{b}].reshape({shape(nid)})")
     data = [f"d{i}" for i in range(len(plan.data))]
     if plan.weights is None:  # one example a step
-        return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[order[e, s]]" for d, nid in zip(data, plan.data)]
+        return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[ids_e[s]]" for d, nid in zip(data, plan.data)]
     top.append(f"{var(plan.weights)} = np.ones(size, F)")
     top += [f"{var(nid)} = np.empty({shape(nid)}, F)" for nid in plan.data]
-    per_step.append(f"count = T.batch_rows(order[e], s, size, mean, ids, {var(plan.weights)})")
+    per_step.append(f"count = T.batch_rows(ids_e, s, size, mean, ids, {var(plan.weights)})")
     return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 
 

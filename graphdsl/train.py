@@ -143,10 +143,11 @@ def examples(model, train: Training, source, data: list) -> dict:
 
 
 def orders(n: int, seed: int, shuffle: bool, first: int, count: int) -> np.ndarray:
-    """Example order of epochs first .. first+count-1; epoch e's order depends only on (seed, e),
-    so a resumed run sees the same orders as an uninterrupted one."""
+    """Example order of epochs first .. first+count-1, epoch first+i in row i % rows: one row, the
+    data's order, when not shuffled. A shuffled epoch e's order depends only on (seed, e), so a
+    resumed run sees the same orders as an uninterrupted one."""
     if not shuffle:
-        return np.tile(np.arange(n, dtype=np.int64), (count, 1))
+        return np.arange(n, dtype=np.int64)[None]
     return np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(first, first + count)])
 
 
@@ -167,7 +168,7 @@ class Trainer:
         # shown nodes are per-example values, so traced only at one example a step; the loss has its column
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
         batch, traced_ids = size if size > 1 else None, [spec.graph.names[t] for t in self.traced]
-        # the step graph and its compiled loop are the model's to keep: a second train() reuses them
+        # the step graph and its compiled loop are kept with the spec: a second train() reuses them
         self.key = ("train", train.loss, train.metric, train.optimizer, tuple(data), batch, tuple(traced_ids))
         self.plan = model._program(self.key, lambda: make_plan(spec, train, data, batch, traced_ids))
         self.dtype = np.dtype(train.options["dtype"])
@@ -313,7 +314,7 @@ class Trainer:
         """Replay the failing step in the interpreter and name the first non-finite value."""
         e, s = divmod(steps, self.steps_per_epoch())
         ids, weights = np.empty(self.size, np.int64), np.empty(self.size, self.dtype)
-        T.batch_rows(order[e], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
+        T.batch_rows(order[e % len(order)], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
         plan, g = self.plan, self.plan.graph
         values = dict(zip(plan.consts, self.arguments[1]))  # every value in the loop's dtype, as it ran
         values.update(zip(plan.params, (np.asarray(self.model.params[n], self.dtype)

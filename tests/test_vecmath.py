@@ -67,3 +67,12 @@ def test_tanh_at_the_edges():
     assert got[6] == 1e-300 and got[7] == -5e-324
     assert abs(got[8] - np.tanh(1.0)) <= np.spacing(np.tanh(1.0)) and got[9] == -got[8]
     assert np.isnan(apply_tanh(np.array([np.nan])))[0]
+
+
+def test_float32_arguments_are_computed_in_float64():
+    """float32 loops call the same functions: the argument is widened, the float64 result rounded once."""
+    x = sample(np.random.default_rng(3), -80.0, 80.0, 10_000).astype(np.float32)
+    wide = x.astype(np.float64)
+    for apply in (apply_exp, apply_tanh):
+        with np.errstate(over="ignore"):
+            assert np.array_equal(apply(x), apply(wide).astype(np.float32))

@@ -214,10 +214,13 @@ def flat_store(target: str, span: tuple, value: str, shape: tuple) -> str:
 
 
 def train_loop(plan) -> str:
-    """Source of `train`: epochs x minibatches x (step, accuracy, trace row, update) in one jitted function.
+    """Source of `train`: epochs x minibatches x (step, accuracy, trace row, update) in one jitted
+    function, and of `buffers(theta, size)`, which makes the arrays it works in.
 
     `plan` (a train.LoopPlan) says which leaves take data and which are params: views into the
-    flat `theta`, so updates show through. The step's nodes live in buffers made once, up front.
+    flat `theta`, so updates show through. The step's nodes live in buffers made up front, in
+    Python: NumPy makes them as well as Numba would, and typing every allocation and view
+    cost Numba about 1 s of compiling for a three-layer network.
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
@@ -239,8 +242,11 @@ def train_loop(plan) -> str:
     after.append(f"T.{plan.optimizer}(theta, grad, state, hyper{', t' if plan.optimizer == 'adam' else ''})")
     data = "".join(f"d{i}, " for i in range(len(plan.data)))
     consts = "".join(var(c) + ", " for c in plan.consts)
-    lines = [JIT, f"def train({data}order, theta, state, hyper, t0, epoch0, size, mean, {consts}trace, every, log):"]
-    lines += [f"    {stmt}" for stmt in top + prologue]
+    made = top + prologue
+    work = ", ".join(stmt.split(" = ")[0] for stmt in made)  # at least grad and ids: a tuple
+    lines = ["def buffers(theta, size):", *(f"    {stmt}" for stmt in made), f"    return ({work})", "", ""]
+    lines += [JIT, f"def train({data}order, theta, state, hyper, t0, epoch0, size, mean, {consts}trace, every, log, work):"]
+    lines += [f"    {work} = work", "    t = t0", "    row = 0"]
     # one row of `order` serves every epoch when nothing is shuffled
     lines += ["    for e in range(log.shape[0]):", "        ids_e = order[e % order.shape[0]]",
               "        for s in range((ids_e.shape[0] + size - 1) // size):"]
@@ -250,9 +256,9 @@ def train_loop(plan) -> str:
 
 
 def loop_inputs(plan, shape, param_slots) -> tuple:
-    """(statements before the loop, statements opening each step) that give every param and data
+    """(arrays made before the loop, statements opening each step) that give every param and data
     leaf its value: params as views of `theta` (scalars read each step), examples gathered."""
-    top = ["grad = np.zeros_like(theta)", "ids = np.empty(size, np.int64)", "t = t0", "row = 0"]
+    top = ["grad = np.zeros_like(theta)", "ids = np.empty(size, np.int64)"]
     per_step = []
     for nid, (a, b) in zip(plan.params, param_slots):
         if shape(nid) == ():

@@ -191,8 +191,9 @@ class Trainer:
     # -- compiling and calling the loop ------------------------------------
 
     def compiled(self):
+        """The loop's module: `train` and the `buffers` it works in."""
         return self.model._program((*self.key, self.dtype.name), lambda: jit.load(
-            codegen.module([codegen.train_loop(self.plan)], self.dtype.name)).train)
+            codegen.module([codegen.train_loop(self.plan)], self.dtype.name)))
 
     def leaf_value(self, leaf: int):
         g = self.plan.graph
@@ -208,8 +209,9 @@ class Trainer:
         data, consts = self.arguments
         trace = np.zeros((trace_rows, codegen.trace_width(self.plan)))
         log = np.zeros((count, 3))
-        steps, rows, failed = self.compiled()(*data, order, theta, state, hyper, t0, first, self.size,
-                                              opts["reduce"] == "mean", *consts, trace, opts["every"], log)
+        loop = self.compiled()
+        steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size, opts["reduce"] == "mean",
+                                         *consts, trace, opts["every"], log, loop.buffers(theta, self.size))
         return steps, trace[:rows], log, bool(failed), order
 
     @cached_property

@@ -2,6 +2,7 @@
 __version__ = "0.1.0"
 
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -22,20 +23,24 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
         key = (text, filename, seed, json.dumps(settings, sort_keys=True))
     except TypeError:  # a setting JSON cannot hold (an array): checked afresh
         key = None
-    spec = _CHECKED.get(key)
+    with _LOCK:
+        spec = _CHECKED.pop(key, None)
     if spec is None:
         spec = _lower(_parse(text, filename), text, filename, seed, settings)
-        if key is not None:
-            _CHECKED[key] = spec
-            if len(_CHECKED) > 16:
+    if key is not None:
+        with _LOCK:
+            _CHECKED[key] = spec  # last: the least recently compiled goes first
+            while len(_CHECKED) > 4:  # a spec holds its params' first values: keep few
                 _CHECKED.popitem(last=False)
     return Model(spec, engine)
 
 
-# Checked specs by what made them. A spec compiled again (a sweep's runs, a second model) shares
-# the first one's graph and the programs built from it (kernels, training loops): a Spec is not
-# changed once checked, and each Model keeps params of its own.
+# The last checked specs by what made them. The same text compiled again with the same seed and
+# settings (a fresh model for another run) shares the first one's graph and the programs built
+# from it (kernels, training loops): a Spec is not changed once checked, and each Model keeps
+# params of its own.
 _CHECKED: OrderedDict = OrderedDict()
+_LOCK = threading.Lock()
 
 
 def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:

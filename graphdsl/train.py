@@ -378,7 +378,7 @@ def evaluate_all(model, nodes: list, arrays: dict) -> dict:
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
     n = len(next(iter(arrays.values())))
-    # built once per model for these nodes and sizes: validation evaluates it every epoch
+    # built once per spec for these nodes and sizes: validation evaluates it every epoch
     g, new = model._program(("batched", tuple(data), tuple(nodes), n), lambda: batched(spec.graph, data, nodes, n))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})

@@ -37,8 +37,8 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
 
 # The last checked specs by what made them. The same text compiled again with the same seed and
 # settings (a fresh model for another run) shares the first one's graph and the programs built
-# from it (kernels, training loops): a Spec is not changed once checked, and each Model keeps
-# params of its own.
+# from it (kernels, training loops): a Spec is not changed once checked, but for the programs
+# added to it, and each Model keeps params of its own.
 _CHECKED: OrderedDict = OrderedDict()
 _LOCK = threading.Lock()
 

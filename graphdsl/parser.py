@@ -93,7 +93,8 @@ def _lark_cache() -> str | bool:
         cache_dir().mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return str(cache_dir() / "grammar.lark-cache")
+    # Lark's hash leaves out the post-lexer, whose always_accept decides the terminals it keeps
+    return str(cache_dir() / f"grammar{'-'.join(('', *BracketPostLex.always_accept))}.lark-cache")
 
 
 def _span(meta) -> Span:

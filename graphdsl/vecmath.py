@@ -1,4 +1,4 @@
-"""exp and tanh for generated loops (as `M.exp`, `M.tanh`), emitted as LLVM arithmetic LLVM vectorises.
+"""exp and tanh for generated loops (as `M.exp`, `M.tanh`), emitted as LLVM arithmetic that LLVM vectorises.
 
 libm's exp and tanh are opaque calls, so a loop over them runs one element at a time, and Numba's
 LLVM has no vector maths library to swap in. These compute the same values to within 1 ulp (exp)
@@ -36,7 +36,7 @@ class Emit:
         self.b = builder
 
     def value(self, x):
-        return ir.Constant(DOUBLE, x) if isinstance(x, float) else x
+        return ir.Constant(DOUBLE, float(x)) if isinstance(x, (int, float)) else x
 
     def add(self, x, y):
         return self.b.fadd(self.value(x), self.value(y), flags=FLAGS)
@@ -107,8 +107,7 @@ class Emit:
 
 
 def unary(method):
-    """A Numba intrinsic computing Emit.<method> of one float."""
-    @intrinsic
+    """A Numba intrinsic, named `method`, computing Emit.<method> of one float."""
     def function(typingctx, x):
         if not isinstance(x, types.Float):
             return None
@@ -116,7 +115,8 @@ def unary(method):
         def codegen(context, builder, signature, args):
             return getattr(Emit(builder), method)(context.cast(builder, args[0], x, types.float64))
         return types.float64(x), codegen
-    return function
+    function.__name__ = function.__qualname__ = method  # as typing errors and annotations name it
+    return intrinsic(function)
 
 
 exp = unary("exp")

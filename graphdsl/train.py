@@ -210,8 +210,9 @@ class Trainer:
         trace = np.zeros((trace_rows, codegen.trace_width(self.plan)))
         log = np.zeros((count, 3))
         loop = self.compiled()
-        steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size, opts["reduce"] == "mean",
-                                         *consts, trace, opts["every"], log, loop.buffers(theta, self.size))
+        steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size,
+                                         opts["reduce"] == "mean", *consts, trace, opts["every"], log,
+                                         loop.buffers(theta, self.size))
         return steps, trace[:rows], log, bool(failed), order
 
     @cached_property
@@ -279,7 +280,9 @@ class Trainer:
         epoch_log = records.EpochLog(log, self.metrics(), done if resumed else None) if log else None
         bar = Progress(epochs, done, progress)
         count = 1
-        self.compiled()  # before Ctrl-C is deferred: compiling takes seconds, and may simply stop
+        # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
+        # a Ctrl-C then waits for
+        self.compiled()
         try:
             with interrupts_between_chunks() as interrupted:
                 while done < epochs:

@@ -220,12 +220,12 @@ def test_float32_training_matches_torch_in_float32(optimizer):
 
 
 def test_a_model_trained_again_with_other_options_gets_the_loop_they_need():
-    """train() keeps each step graph and compiled loop on the model: a later call with another
+    """train() keeps each step graph and compiled loop with the spec: a later call with another
     batch size, optimizer or dtype must run its own, exactly as a fresh model would."""
     kept = xor()
-    for call in [dict(MB, epochs=2), dict(batch=1, epochs=2, optimizer="adam", lr=0.05),
-                 dict(MB, epochs=1, dtype="float32"), dict(MB, epochs=2)]:
-        fresh = graphdsl.compile(XOR + "\n")  # other text: a spec of its own, sharing nothing built
+    for i, call in enumerate([dict(MB, epochs=2), dict(batch=1, epochs=2, optimizer="adam", lr=0.05),
+                              dict(MB, epochs=1, dtype="float32"), dict(MB, epochs=2)]):
+        fresh = graphdsl.compile(XOR + f"# fresh {i}\n")  # other text each time: a spec sharing nothing built
         fresh.params.update({k: v.copy() for k, v in kept.params.items()})
         kept.train(**call)
         fresh.train(**call)

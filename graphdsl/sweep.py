@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import itertools
 import json
 import logging
@@ -193,14 +194,14 @@ class Results:
             self.write(dict(zip(self.columns, self.columns)))
 
     def read(self) -> list[dict]:
-        cut_torn_line(self.path)  # a trial whose row a kill cut short runs again
-        with open(self.path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
+        text = self.path.read_text(encoding="utf-8")
+        reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1], newline=""))  # whole lines
+        rows = list(reader)
         if reader.fieldnames and reader.fieldnames != self.columns:
             raise DataError(f"{self.path} has the columns {', '.join(reader.fieldnames)}, but this sweep "
                             f"writes {', '.join(self.columns)}: resume with the same --grid and --range names, "
                             "or write to a new --out")
+        cut_torn_line(self.path)  # only once it is known to be this sweep's: a trial cut short runs again
         return rows
 
     @property

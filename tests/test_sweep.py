@@ -195,8 +195,11 @@ def test_resume_runs_only_the_trials_without_a_row(job, serial, tmp_path, monkey
     assert without_time(read(out)) == without_time(read(serial))
     sweep.run_sweep(job, trials(), list(GRID), out, resume=True, workers=1)
     assert len(ran) == 5, "a finished sweep resumes to nothing"
+    out.write_text(out.read_text() + "99,0,0.5")  # a row a kill cut short
+    before = out.read_bytes()
     with pytest.raises(sweep.DataError, match="columns"):
         sweep.run_sweep(job, trials({"lr": [(0.1,)]}), ["lr"], out, resume=True, workers=1)
+    assert out.read_bytes() == before, "a file that is not this sweep's is left as it was"
 
 
 def test_a_killed_sweep_keeps_every_finished_row(job, tmp_path, monkeypatch):

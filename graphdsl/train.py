@@ -161,7 +161,7 @@ class Trainer:
         data = data_leaves(spec, loss)
         every = examples(model, train, source, data)  # in the loop's dtype
         self.fit, val = datasets.split(every, train.options["validation"], train.options["seed"])
-        self.val = {k: v.astype(np.float64, copy=False) for k, v in val.items()}  # for the float64 kernels
+        self.val = {k: v.astype(np.float64, copy=False) for k, v in val.items()}  # the interpreter's dtype
         n = len(next(iter(self.fit.values())))
         size = n if train.options["batch"] == "all" else min(train.options["batch"], n)
         self.size, self.n = size, n
@@ -261,7 +261,7 @@ class Trainer:
             return
         epochs = range(first + 1, first + 1 + len(log_rows))
         columns = self.epoch_columns(log_rows)
-        history.extend(np.arange(epochs.start, epochs.stop), columns)
+        history.extend(epochs, columns)
         if epoch_log or bar.on:
             for i, epoch in enumerate(epochs):
                 values = {k: float(v[i]) for k, v in columns.items()}
@@ -381,8 +381,12 @@ def evaluate_all(model, nodes: list, arrays: dict) -> dict:
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
     n = len(next(iter(arrays.values())))
-    # built once per spec for these nodes and sizes: validation evaluates it every epoch
-    g, new = model._program(("batched", tuple(data), tuple(nodes), n), lambda: batched(spec.graph, data, nodes, n))
+    # kept for these nodes at the last size asked for: validation evaluates it every epoch, and
+    # predict() at every new size would otherwise add a graph to the spec for good
+    key = ("batched", tuple(data), tuple(nodes))
+    if spec.programs.get(key, (None,))[0] != n:
+        spec.programs[key] = (n, *batched(spec.graph, data, nodes, n))
+    _, g, new = spec.programs[key]
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
     values.update({new[spec.graph.names[p]]: v for p, v in model.params.items()})

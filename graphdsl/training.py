@@ -79,7 +79,7 @@ class Training:
 def check_option(key: str, value):
     """An option's value, checked; raises DataError with the reason."""
     words = WORDS.get(key, ())
-    if isinstance(value, str) or value in words:
+    if isinstance(value, str):
         if value not in words:
             raise DataError(f"`{key}` must be {' or '.join(words) or 'a number'}, not `{value}`")
         return value

@@ -98,14 +98,14 @@ def trained(model, history, precision: int) -> str:
 
 def predictions(model, source) -> str:
     """CSV, one row an example: the predicted values, with the class for a classifier."""
-    from .records import csv_header, csv_row, flat_names
+    from .records import csv_row, flat_names, quoted_line
 
     values = model.predict(source)
     train = model.spec.training
     name = model.spec.graph.name_of(train.metric[1]) or "prediction"
     argmax = train.metric[0] == "argmax"
     rows = values.reshape(len(values), -1)
-    lines = [csv_header(flat_names(name, values.shape[1:]) + (["class"] if argmax else []))]
+    lines = [quoted_line(flat_names(name, values.shape[1:]) + (["class"] if argmax else []))]
     lines += [csv_row([*row.tolist(), *([int(np.argmax(row))] if argmax else [])]) for row in rows]
     return "".join(lines)
 

@@ -46,11 +46,11 @@ def _cannot_write(path, err: OSError) -> DataError:
     return DataError(f"cannot write {path}: {err.strerror or err}")
 
 
-def csv_header(names: list) -> str:
+def quoted_line(cells: list) -> str:
     """A CSV line with the cells quoted where they need it: a header (flat names like W[0,1] hold
     a comma), or a sweep's results row."""
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerow(names)
+    csv.writer(text, lineterminator="\n").writerow(cells)
     return text.getvalue()
 
 
@@ -74,7 +74,7 @@ class _CsvLog:
 
     def __init__(self, path, header: list[str], upto: int | None = None):
         self.path = path
-        header = csv_header(header)
+        header = quoted_line(header)
         try:
             kept = 0 if upto is None else _whole_rows_upto(path, header.encode(), upto)
             self._file = open(path, "ab" if kept else "wb")

@@ -31,7 +31,7 @@ from .data import number_text
 from .errors import DataError, SpecError
 from .expand import parse_override
 from .files import cut_torn_line
-from .records import csv_header
+from .records import quoted_line
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 LOWER_IS_BETTER = ("loss", "val_loss")
@@ -209,7 +209,7 @@ class Results:
         return {row["trial"] for row in self.rows}
 
     def write(self, row: dict) -> None:
-        self.file.write(csv_header([row.get(c, "") for c in self.columns]))  # one quoted CSV line
+        self.file.write(quoted_line([row.get(c, "") for c in self.columns]))  # one quoted CSV line
         self.file.flush()
 
     def append(self, row: dict) -> None:

@@ -9,6 +9,7 @@ grammar limits them to letters, digits and underscores.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from . import loops
 from .ir import Graph
@@ -44,9 +45,29 @@ def flat_shape(shape: tuple) -> tuple:
     return (math.prod(shape),) if shape else ()
 
 
-def owns_buffer(node) -> bool:
-    """Arrays get a buffer; scalars are locals and aliases are views of their argument."""
-    return node.shape != () and not node.is_leaf and node.op not in ("reshape", "transpose")
+class Made(NamedTuple):
+    """An array made once, before any step: `name = expr`. `axes` counts the axes of the memory
+    it names (a flat view counts its buffer's): see train_loop for why that decides where."""
+
+    name: str
+    expr: str
+    axes: int
+
+    @property
+    def stmt(self) -> str:
+        return f"{self.name} = {self.expr}"
+
+
+def owns_buffer(graph: Graph, node) -> bool:
+    """Arrays get a buffer (a scalar reshaped to an array too); scalars are locals, and the other
+    reshapes and transposes are views of their argument."""
+    if node.shape == () or node.is_leaf:
+        return False
+    return node.op not in ("reshape", "transpose") or graph.nodes[node.args[0]].shape == ()
+
+
+def buffer(node) -> Made:
+    return Made(var(node.id), f"np.empty({node.shape}, F)", len(node.shape))
 
 
 def view(node, arg: str) -> str:
@@ -62,21 +83,21 @@ def formula(node, shapes: list):
 
 
 def node_code(graph: Graph, node, fused=frozenset(), flat=frozenset()) -> tuple:
-    """(prologue, body) statements computing one node into `v<id>`: a buffer made once in the
-    prologue for arrays, a local for scalars. Operands in `fused` are computed in this node's loops;
+    """(prologue, body) computing one node into `v<id>`: a buffer made once in the prologue (Made)
+    for arrays, a local for scalars. Operands in `fused` are computed in this node's loops;
     a node in `flat` runs over one flat index (see `flat_sources`)."""
     op, out = OPS[node.op], var(node.id)
     args = [operand(graph, a, fused, node.id in flat) for a in node.args]
     shapes = [graph.nodes[a].shape for a in node.args]
-    if node.shape != () and not owns_buffer(node):
-        if shapes[0] == ():  # a scalar (a local) made an array: a buffer made once, filled each step
-            return [f"{out} = np.empty({node.shape}, F)"], [f"{out}[...] = {args[0]}"]
+    if node.op == "reshape" and shapes[0] == ():  # a scalar (a local) made an array: filled each step
+        return [buffer(node)], [f"{out}[...] = {args[0]}"]
+    if node.shape != () and not owns_buffer(graph, node):
         return [], [f"{out} = {view(node, args[0])}"]  # the transpose of a C array reads in F order
     if node.shape == () and node.op not in LOOPS:
         code = op.code(args, node.kw, shapes, node.shape)
         if isinstance(code, str):
             return [], [f"{out} = {code}"]
-    prologue = [] if node.shape == () else [f"{out} = np.empty({node.shape}, F)"]
+    prologue = [] if node.shape == () else [buffer(node)]
     if node.id in flat:
         return prologue, loops.elementwise(formula(node, shapes), flat_var(node.id), args,
                                            [flat_shape(s) for s in shapes], flat_shape(node.shape))
@@ -150,7 +171,7 @@ def flat_sources(graph: Graph, node, fused) -> list | None:
         if a in fused:
             inner = flat_sources(graph, arg, fused) if OPS[arg.op].elementwise else None
         else:
-            inner = [a] if owns_buffer(arg) else None
+            inner = [a] if owns_buffer(graph, arg) else None
         if inner is None:
             return None
         found += inner
@@ -158,7 +179,8 @@ def flat_sources(graph: Graph, node, fused) -> list | None:
 
 
 def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
-    """(prologue, body) for every non-leaf node the outputs need, in order; leaves are `v<id>`.
+    """(prologue, body) for every non-leaf node the outputs need, in order: the arrays made before
+    any step (Made), then the statements of a step. Leaves are `v<id>`.
 
     `homes` gives some array nodes a buffer made elsewhere (node id -> expression), such as a
     gradient written straight into the flat gradient vector.
@@ -175,13 +197,14 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
     for node in computed:
         made, code = node_code(graph, node, fused, flat)
         if node.id in homes:
-            made = [f"{var(node.id)} = {homes[node.id]}"]
+            made = [Made(var(node.id), homes[node.id], len(node.shape))]
         prologue += made
         if node.id in labels:
             code = [f"# {labels[node.id]}"] + code
         lines += code
     viewed = sorted(flat.union(*(sources[nid] for nid in flat)))
-    prologue += [f"{flat_var(nid)} = {var(nid)}.reshape({flat_shape(graph.nodes[nid].shape)})" for nid in viewed]
+    prologue += [Made(flat_var(nid), f"{var(nid)}.reshape({flat_shape(graph.nodes[nid].shape)})",
+                      len(graph.nodes[nid].shape)) for nid in viewed]
     return prologue, lines
 
 
@@ -190,7 +213,8 @@ def function(graph: Graph, name: str, leaves, outputs) -> str:
     prologue, lines = body(graph, outputs)
     return "\n".join([JIT,
                       f"def {name}({', '.join(var(leaf) for leaf in leaves)}):",
-                      *(f"    {stmt}" for stmt in prologue + lines),
+                      *(f"    {made.stmt}" for made in prologue),
+                      *(f"    {stmt}" for stmt in lines),
                       f"    return ({''.join(var(o) + ', ' for o in outputs)})"])
 
 
@@ -218,9 +242,11 @@ def train_loop(plan) -> str:
     function, and of `buffers(theta, size)`, which makes the vectors it works in.
 
     `plan` (a train.LoopPlan) says which leaves take data and which are params: views into the
-    flat `theta`, so updates show through. The step's nodes live in buffers made up front;
-    vectors in Python (see one_axis), which saves Numba an overload compile for each kind of
-    allocation and view: about 1 s of compiling for a three-layer network.
+    flat `theta`, so updates show through. The step's nodes live in arrays made up front. Vectors
+    are made in Python by `buffers`, which saves Numba an overload compile for each kind of
+    allocation and view (about 1 s of compiling for a three-layer network). Numba indexes an
+    array of more axes with its shape, so those (and flat views of them) are made inside the
+    jitted loop, where it sees their shapes as constants: W2 ran 30% slower with them outside.
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
@@ -228,26 +254,29 @@ def train_loop(plan) -> str:
     grads = plan.outputs[1:1 + len(plan.params)]
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
-             if grads.count(gid) == 1 and owns_buffer(g.nodes[gid])}
+             if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
     prologue, step = body(g, plan.outputs, homes)
-    top, per_step = loop_inputs(plan, shape, param_slots)
+    data = [f"d{i}" for i in range(len(plan.data))]
+    top, per_step = loop_inputs(plan, shape, param_slots, data)
     after = [flat_store("grad", span, var(gid), shape(p))
              for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes]
     # a finite loss can still have an infinite gradient (sqrt at 0): check both before updating
     after += [f"loss = {var(plan.outputs[0])}", "if not (np.isfinite(loss) and T.finite(grad)):",
               "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
-        after.append(f"log[e, 1] += {hits(plan, shape)}")
+        made, count = hits(plan, shape)
+        top += made
+        after.append(f"log[e, 1] += {count}")
     after += trace_row(plan, shape)
     after.append(f"T.{plan.optimizer}(theta, grad, state, hyper{', t' if plan.optimizer == 'adam' else ''})")
-    data = "".join(f"d{i}, " for i in range(len(plan.data)))
     consts = "".join(var(c) + ", " for c in plan.consts)
-    made = top + prologue
-    outside = [stmt for stmt in made if one_axis(g, stmt.split(" = ")[0])]
-    work = ", ".join(stmt.split(" = ")[0] for stmt in outside)  # at least grad and ids: a tuple
-    lines = ["def buffers(theta, size):", *(f"    {stmt}" for stmt in outside), f"    return ({work})", "", ""]
-    lines += [JIT, f"def train({data}order, theta, state, hyper, t0, epoch0, size, mean, {consts}trace, every, log, work):"]
-    lines += [f"    {work} = work", *(f"    {stmt}" for stmt in made if stmt not in outside), "    t = t0", "    row = 0"]
+    outside = [m for m in top + prologue if m.axes < 2]
+    inside = [m for m in top + prologue if m.axes >= 2]
+    work = ", ".join(m.name for m in outside)  # at least grad and ids: a tuple
+    lines = ["def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
+    lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, t0, epoch0, size, "
+                   f"mean, {consts}trace, every, log, work):"]
+    lines += [f"    {work} = work", *(f"    {m.stmt}" for m in inside), "    t = t0", "    row = 0"]
     # one row of `order` serves every epoch when nothing is shuffled
     lines += ["    for e in range(log.shape[0]):", "        ids_e = order[e % order.shape[0]]",
               "        for s in range((ids_e.shape[0] + size - 1) // size):"]
@@ -256,47 +285,40 @@ def train_loop(plan) -> str:
     return "\n".join(lines)
 
 
-def one_axis(graph: Graph, name: str) -> bool:
-    """Whether an array the loop works in has one axis (`grad`, `ids`, a vector `v<id>`): those
-    are made in Python by `buffers`. Numba indexes an array of more axes with its shape, so those,
-    and the flat views `f<id>` of them, are made inside the jitted loop, where Numba sees their
-    shapes as constants (W2 ran 30% slower with them made outside)."""
-    return name[0] != "f" and (name[0] != "v" or len(graph.nodes[int(name[1:])].shape) < 2)
-
-
-def loop_inputs(plan, shape, param_slots) -> tuple:
+def loop_inputs(plan, shape, param_slots, data: list) -> tuple:
     """(arrays made before the loop, statements opening each step) that give every param and data
-    leaf its value: params as views of `theta` (scalars read each step), examples gathered."""
-    top = ["grad = np.zeros_like(theta)", "ids = np.empty(size, np.int64)"]
+    leaf its value: params as views of `theta` (scalars read each step), examples gathered from
+    the data arguments `data`."""
+    top = [Made("grad", "np.zeros_like(theta)", 1), Made("ids", "np.empty(size, np.int64)", 1)]
     per_step = []
     for nid, (a, b) in zip(plan.params, param_slots):
         if shape(nid) == ():
             per_step.append(f"{var(nid)} = theta[{a}]")
         else:
-            top.append(f"{var(nid)} = theta[{a}:{b}].reshape({shape(nid)})")
-    data = [f"d{i}" for i in range(len(plan.data))]
+            top.append(Made(var(nid), f"theta[{a}:{b}].reshape({shape(nid)})", len(shape(nid))))
     if plan.weights is None:  # one example a step
         return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[ids_e[s]]" for d, nid in zip(data, plan.data)]
-    top.append(f"{var(plan.weights)} = np.ones(size, F)")
-    top += [f"{var(nid)} = np.empty({shape(nid)}, F)" for nid in plan.data]
+    top.append(Made(var(plan.weights), "np.ones(size, F)", 1))
+    top += [Made(var(nid), f"np.empty({shape(nid)}, F)", len(shape(nid))) for nid in plan.data]
     per_step.append(f"count = T.batch_rows(ids_e, s, size, mean, ids, {var(plan.weights)})")
     return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 
 
-def hits(plan, shape) -> str:
-    """An expression counting the step's correctly classified examples (see training.CLASSIFIERS)."""
+def hits(plan, shape) -> tuple:
+    """(arrays it needs made, an expression counting the step's correctly classified examples);
+    see training.CLASSIFIERS."""
     rule, at, target = plan.metric
     pred, want = var(plan.outputs[at]), var(target)
     cut = 0.5 if rule == "half" else 0.0
     if plan.weights is not None:
         weights = var(plan.weights)
-        return (f"T.hits_argmax({pred}, {want}, {weights})" if rule == "argmax" else
-                f"T.hits_threshold({pred}, {want}, {weights}, {cut})")
+        return [], (f"T.hits_argmax({pred}, {want}, {weights})" if rule == "argmax" else
+                    f"T.hits_threshold({pred}, {want}, {weights}, {cut})")
     if rule == "argmax":
-        return f"T.hit({pred}, {want if shape(target) == () else f'np.argmax({want})'})"
+        return [], f"T.hit({pred}, {want if shape(target) == () else f'np.argmax({want})'})"
     if shape(plan.outputs[at]) == ():
-        return f"(1 if ({pred} >= {cut}) == ({want} >= 0.5) else 0)"
-    return f"T.hits_threshold({pred}, {want}, np.ones(1), {cut})"
+        return [], f"(1 if ({pred} >= {cut}) == ({want} >= 0.5) else 0)"
+    return [Made("one", "np.ones(1, F)", 1)], f"T.hits_threshold({pred}, {want}, one, {cut})"
 
 
 def entries(graph: Graph, nodes) -> int:
@@ -314,6 +336,6 @@ def trace_row(plan, shape) -> list:
     rows += ["    r = trace[row]", "    r[0] = t", "    r[1] = epoch0 + e + 1", "    r[2] = loss"]
     for i, (x, (a, b)) in enumerate(zip(plan.traced, slots(shape(x) for x in plan.traced))):
         rows.append("    " + flat_store("r", (3 + a, 3 + b), var(plan.outputs[plan.first_traced + i]), shape(x)))
-    start = 3 + entries(plan.graph, plan.traced)
     n = entries(plan.graph, plan.params)
+    start = trace_width(plan) - 2 * n  # after step, epoch, loss and the traced values
     return rows + [f"    T.put(r[{start}:{start + n}], theta)", f"    T.put(r[{start + n}:], grad)", "    row += 1"]

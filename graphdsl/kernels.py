@@ -1,4 +1,4 @@
-"""Numba helpers that generated code calls (as `K.name`) where one NumPy expression will not do:
+"""Numba helpers that generated code calls (as `K.name`), compiled once into Numba's cache:
 row-wise stable softmax and log-softmax, class-index checks, max along an axis, conv1d and conv2d
 with their gradients, and matrix products through BLAS."""
 import numpy as np

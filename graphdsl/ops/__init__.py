@@ -43,7 +43,8 @@ VECTOR_MIN = 8  # entries from which generated loops take exp and tanh from grap
 def math_module(shape: tuple) -> str:
     """Where generated code takes exp and tanh from (`{math}` in a template): graphdsl.vecmath
     for arrays big enough that LLVM vectorises their loops, NumPy's libm calls for scalars and
-    tiny arrays, since libm is quicker one number at a time."""
+    tiny arrays, since libm is quicker one number at a time. (A long sum runs in order and is not
+    vectorised; there vecmath costs about what libm does.)"""
     return "M" if math.prod(shape) >= VECTOR_MIN else "np"
 
 

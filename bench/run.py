@@ -4,7 +4,7 @@ trained in graphdsl and in its peers, timed interleaved in one process.
 Run from the repository root:
 
     pip install ".[bench]"
-    python -m bench.run            # everything, about 12 minutes on 2 cores
+    python -m bench.run            # everything, 10-15 minutes on 2 cores
     python -m bench.run --quick    # fewer steps and repetitions: a few minutes
     python -m bench.run --only W2,cold --reps 7
 
@@ -156,7 +156,7 @@ def gemm_report(wl, rows) -> str:
     lines = ["GEMM (np.dot at W4's layer shapes, one step = 3 forward + 3 weight-gradient + 2 "
              "input-gradient products):", "",
              "| dtype | GFLOP/s | GEMM-only samples/s (bound) | graphdsl's fraction of it |", "|---|---|---|---|"]
-    graphdsl = {r["dtype"]: statistics.median(r["times"]) for r in rows if r["peer"].startswith(P.Graphdsl.name)}
+    graphdsl = {r["dtype"]: statistics.median(r["times"]) for r in rows if r["name"] == "graphdsl"}
     for dt in (np.float64, np.float32):
         rng = np.random.default_rng(0)
         shapes = []

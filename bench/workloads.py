@@ -27,7 +27,7 @@ class Workload:
     per_run: float         # units of work in one run (steps, epochs or samples)
     X: np.ndarray = field(repr=False, default=None)
     Y: np.ndarray = field(repr=False, default=None)   # float targets (bce) or int class indices
-    data_source: str = ""  # graphdsl `data` statement, or "" to pass arrays to train()
+    data_source: str = ""  # graphdsl `data` statement in the spec (the peer passes arrays to train())
     seed: int = 0          # graphdsl's shuffle seed (the spec's seed, 0)
 
     # -- what every peer shares ----------------------------------------------
@@ -117,7 +117,6 @@ class Workload:
         layers = [(np.atleast_2d(params[f"W{i}"]), np.atleast_1d(params[f"b{i}"]))
                   for i in range(len(self.sizes) - 1)]
         return layers
-
 
 
 def sigmoid(x):

@@ -237,7 +237,7 @@ def flat_store(target: str, span: tuple, value: str, shape: tuple) -> str:
     return f"{target}[{span[0]}] = {value}" if shape == () else f"T.put({target}[{span[0]}:{span[1]}], {value})"
 
 
-def train_loop(plan) -> str:
+def train_loop(plan, fuse: bool = False) -> str:
     """Source of `train`: epochs x minibatches x (step, accuracy, trace row, update) in one jitted
     function, and of `buffers(theta, size)`, which makes the vectors it works in.
 
@@ -247,28 +247,44 @@ def train_loop(plan) -> str:
     allocation and view (about 1 s of compiling for a three-layer network). Numba indexes an
     array of more axes with its shape, so those (and flat views of them) are made inside the
     jitted loop, where it sees their shapes as constants: W2 ran 30% slower with them outside.
+
+    `fuse` (plain SGD, no trace): weights whose gradient is one matrix product are updated by
+    that product (see `sgd_products`); such a loop writes no trace rows.
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
     param_slots = slots(shape(p) for p in plan.params)
     grads = plan.outputs[1:1 + len(plan.params)]
+    fused = sgd_products(plan) if fuse else {}
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
              if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
-    prologue, step = body(g, plan.outputs, homes)
+    operands = [a for gid in fused.values() for a in g.nodes[gid].args]
+    prologue, step = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
     data = [f"d{i}" for i in range(len(plan.data))]
     top, per_step = loop_inputs(plan, shape, param_slots, data)
     after = [flat_store("grad", span, var(gid), shape(p))
-             for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes]
-    # a finite loss can still have an infinite gradient (sqrt at 0): check both before updating
-    after += [f"loss = {var(plan.outputs[0])}", "if not (np.isfinite(loss) and T.finite(grad)):",
+             for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes and p not in fused]
+    total = entries(g, plan.params)
+    rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
+    part = lambda name, span: name if span == (0, total) else f"{name}[{span[0]}:{span[1]}]"  # noqa: E731
+    # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and
+    # every operand of a fused product (data is checked when loaded), before updating anything
+    checked = [part("grad", span) for span in rest]
+    checked += [var(m) for m in dict.fromkeys(memory_of(g, a) for a in operands) if m not in plan.data]
+    after += [f"loss = {var(plan.outputs[0])}",
+              f"if not (np.isfinite(loss){''.join(f' and T.finite({c})' for c in checked)}):",
               "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
         made, count = hits(plan, shape)
         top += made
         after.append(f"log[e, 1] += {count}")
-    after += trace_row(plan, shape)
-    after.append(f"T.{plan.optimizer}(theta, grad, state, hyper{', t' if plan.optimizer == 'adam' else ''})")
+    after += ["t += 1"] + ([] if fused else trace_row(plan, shape))
+    after += [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
+              for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
+    step_t = ", t" if plan.optimizer == "adam" else ""
+    after += [f"T.{plan.optimizer}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
+              for span in rest]
     consts = "".join(var(c) + ", " for c in plan.consts)
     outside = [m for m in top + prologue if m.axes < 2]
     inside = [m for m in top + prologue if m.axes >= 2]
@@ -283,6 +299,45 @@ def train_loop(plan) -> str:
     lines += [f"            {stmt}" for stmt in per_step + step + after]
     lines.append("    return t - t0, row, 0")
     return "\n".join(lines)
+
+
+def memory_of(graph: Graph, nid: int) -> int:
+    """The node whose memory a value reads: itself, or the source of the views it is."""
+    node = graph.nodes[nid]
+    while node.op in ("transpose", "reshape") and not owns_buffer(graph, node):
+        node = graph.nodes[node.args[0]]
+    return node.id
+
+
+def sgd_products(plan) -> dict:
+    """{param: its gradient node} for the weights plain SGD updates inside the product that makes
+    their gradient, `K.dot_add(a, b, W, -lr)` after the step's check: W -= lr * a @ b in one BLAS
+    call, with no gradient buffer to zero, fill, check and read back (9% of W4's step). That
+    takes a gradient that is one BLAS matrix product read by nothing else, of operands that are
+    not params: all updates come at the end of the step, and one must not see another's result."""
+    g = plan.graph
+    read = {a for nid in g.ancestors(plan.outputs) for a in g.nodes[nid].args}
+    found = {}
+    for p, gid in zip(plan.params, plan.outputs[1:1 + len(plan.params)]):
+        node = g.nodes[gid]
+        if node.op != "matmul" or plan.outputs.count(gid) != 1 or gid in read:
+            continue
+        shapes = [g.nodes[a].shape for a in node.args]
+        if ([len(s) for s in shapes] == [2, 2] and loops.blas(shapes, node.shape)
+                and all(memory_of(g, a) not in plan.params for a in node.args)):
+            found[p] = gid
+    return found
+
+
+def runs(spans: list) -> list:
+    """Adjacent (start, stop) spans joined."""
+    joined = []
+    for a, b in spans:
+        if joined and joined[-1][1] == a:
+            joined[-1] = (joined[-1][0], b)
+        else:
+            joined.append((a, b))
+    return joined
 
 
 def loop_inputs(plan, shape, param_slots, data: list) -> tuple:
@@ -332,7 +387,7 @@ def trace_width(plan) -> int:
 
 def trace_row(plan, shape) -> list:
     """Statements writing one trace row (columns as `trace_width` counts them)."""
-    rows = ["t += 1", "if trace.shape[0] > 0 and (t - 1) % every == 0:"]
+    rows = ["if trace.shape[0] > 0 and (t - 1) % every == 0:"]
     rows += ["    r = trace[row]", "    r[0] = t", "    r[1] = epoch0 + e + 1", "    r[2] = loss"]
     for i, (x, (a, b)) in enumerate(zip(plan.traced, slots(shape(x) for x in plan.traced))):
         rows.append("    " + flat_store("r", (3 + a, 3 + b), var(plan.outputs[plan.first_traced + i]), shape(x)))

@@ -2,7 +2,11 @@
 row-wise stable softmax and log-softmax, class-index checks, max along an axis, conv1d and conv2d
 with their gradients, and matrix products through BLAS."""
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+from numba.np.linalg import ensure_blas
 
 from graphdsl.errors import CLASS_INDEX_PROBLEM, ClassIndexError
 
@@ -128,3 +132,53 @@ def dot(a, b, out):
     """out = a @ b by BLAS. Compiled once per layout and cached: np.dot written into generated
     code was typed and compiled again for every spec."""
     np.dot(a, b, out)
+
+
+@intrinsic
+def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """BLAS xGEMM, column-major: c = alpha * op(a) @ op(b) + beta * c, through the entry point
+    Numba's own np.dot calls (SciPy's BLAS, found when the code loads, so it caches)."""
+    ensure_blas()
+    char, size, ptr = ir.IntType(8), ir.IntType(64), ir.IntType(8).as_pointer()
+    dtype = c.dtype
+
+    def codegen(context, builder, sig, args):
+        ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+
+        def scalar(value, ty):  # BLAS takes alpha and beta by pointer
+            slot = cgutils.alloca_once_value(builder, context.cast(builder, value, ty, dtype))
+            return builder.bitcast(slot, ptr)
+
+        def data(value, ty):
+            return builder.bitcast(context.make_array(ty)(context, builder, value).data, ptr)
+
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [
+            char, char, char, size, size, size, ptr, ptr, size, ptr, size, ptr, ptr, size]), "numba_xxgemm")
+        kind = ir.Constant(char, ord("s" if dtype == types.float32 else "d"))
+        types_ = sig.args
+        return builder.call(fn, [kind, builder.trunc(ta, char), builder.trunc(tb, char), m, n, k,
+                                 scalar(alpha, types_[5]), data(a, types_[6]), lda, data(b, types_[8]), ldb,
+                                 scalar(beta, types_[10]), data(c, types_[11]), ldc])
+    return types.int32(types.int64, types.int64, types.int64, types.int64, types.int64, alpha, a,
+                       types.int64, b, types.int64, beta, c, types.int64), codegen
+
+
+@njit(cache=True)
+def _blas_side(x):
+    """How BLAS reads a row-major matrix as a column-major one: (transpose flag, leading dimension)."""
+    if x.flags.c_contiguous:
+        return ord("n"), x.shape[1]
+    if x.flags.f_contiguous:
+        return ord("t"), x.shape[0]
+    raise ValueError("graphdsl: a matrix product's operand is not contiguous")
+
+
+@njit(cache=True)
+def dot_add(a, b, c, alpha):
+    """c += alpha * a @ b in one BLAS call (GEMM with beta 1; c C-contiguous). Plain SGD writes a
+    weight gradient's product straight into the weights with it: no gradient buffer to zero,
+    fill and read back."""
+    ta, lda = _blas_side(a)
+    tb, ldb = _blas_side(b)
+    # row-major c = a b is column-major c' = b' a'
+    _xxgemm(tb, ta, c.shape[1], c.shape[0], a.shape[1], alpha, b, ldb, a, lda, 1.0, c, c.shape[1])

@@ -72,11 +72,17 @@ def entry(out: str, dims: tuple) -> str:
     return out if dims == () else f"{out}[{', '.join(ivars(len(dims)))}]"
 
 
+def blas(in_shapes: list, dims: tuple) -> bool:
+    """Whether a matrix product of operands shaped `in_shapes` is worth a BLAS call."""
+    sa, sb = in_shapes
+    return math.prod(sa) * (sb[-1] if len(sb) == 2 else 1) >= BLAS_MIN and dims != ()
+
+
 def matmul(out: str, args: list, in_shapes: list, dims: tuple) -> list:
     a, b = args
     sa, sb = in_shapes
     inner = sa[-1]
-    if math.prod(sa) * (sb[-1] if len(sb) == 2 else 1) >= BLAS_MIN and dims != ():
+    if blas(in_shapes, dims):
         return [f"K.dot({a}, {b}, {out})"]
     rows, cols = ivars(len(sa) - 1), ivars(len(sb) - 1, len(sa) - 1)
     k = f"i{len(dims)}"

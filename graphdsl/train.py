@@ -190,10 +190,13 @@ class Trainer:
 
     # -- compiling and calling the loop ------------------------------------
 
-    def compiled(self):
-        """The loop's module: `train` and the `buffers` it works in."""
-        return self.model._program((*self.key, self.dtype.name), lambda: jit.load(
-            codegen.module([codegen.train_loop(self.plan)], self.dtype.name)))
+    def compiled(self, tracing: bool):
+        """The loop's module: `train` and the `buffers` it works in. Plain SGD updates weights inside
+        their gradient's matrix product (codegen.sgd_products), unless a trace records gradients."""
+        s = self.train.settings
+        fuse = self.train.optimizer == "sgd" and s["momentum"] == s["weight_decay"] == 0 and not tracing
+        return self.model._program((*self.key, self.dtype.name, fuse), lambda: jit.load(
+            codegen.module([codegen.train_loop(self.plan, fuse)], self.dtype.name)))
 
     def leaf_value(self, leaf: int):
         g = self.plan.graph
@@ -209,7 +212,7 @@ class Trainer:
         data, consts = self.arguments
         trace = np.zeros((trace_rows, codegen.trace_width(self.plan)))
         log = np.zeros((count, 3))
-        loop = self.compiled()
+        loop = self.compiled(trace_rows > 0)
         steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size,
                                          opts["reduce"] == "mean", *consts, trace, opts["every"], log,
                                          loop.buffers(theta, self.size))
@@ -282,7 +285,7 @@ class Trainer:
         count = 1
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
-        self.compiled()
+        self.compiled(bool(trace))
         try:
             with interrupts_between_chunks() as interrupted:
                 while done < epochs:

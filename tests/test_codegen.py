@@ -1,9 +1,10 @@
 """What the code generator emits: fused elementwise chains, transposes folded into products,
 and loops for the softmax family. Values are checked against NumPy computed here."""
 import numpy as np
+import pytest
 
 import graphdsl
-from graphdsl import codegen
+from graphdsl import codegen, kernels as K
 from graphdsl.ir import Graph
 from graphdsl.ops import Sym
 from graphdsl.train import data_leaves, make_plan
@@ -111,3 +112,16 @@ def test_a_value_one_node_reads_twice_is_computed_once():
     model.train()
     x = np.array([0.5, -1.0, 2.0])
     np.testing.assert_allclose(model.params["w"], [1, 2, 3] - 0.1 * 2 ** 8 * x, rtol=1e-15)  # L = 256 w.x
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-14)])
+def test_dot_add_adds_a_scaled_product_for_either_order_of_each_operand(dtype, rtol):
+    """K.dot_add(a, b, c, alpha) is c += alpha a b, with a and b in C or Fortran order (a
+    transposed buffer is a Fortran-order view)."""
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(5, 7)), rng.normal(size=(7, 3)), rng.normal(size=(5, 3))
+    for first in (a, np.asfortranarray(a)):
+        for second in (b, np.asfortranarray(b)):
+            out = c.astype(dtype)
+            K.dot_add(first.astype(dtype), second.astype(dtype), out, -0.25)
+            np.testing.assert_allclose(out, c - 0.25 * a @ b, rtol=rtol, atol=rtol)

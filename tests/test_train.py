@@ -442,6 +442,62 @@ def test_softmax_classifier_with_accuracy_and_validation_matches_torch(tmp_path)
         assert table[key].tolist() == history[key]
 
 
+# -- plain SGD inside the weight-gradient products --------------------------------------------------
+
+WIDE = """\
+input x[40]
+target k
+param W1[64, 40] = xavier()
+param b1[64] = zeros()
+param W2[3, 64] = xavier()
+param b2[3] = zeros()
+h = relu(W1 x + b1)
+L = softmax_ce(W2 h + b2, k)
+minimize L using sgd(lr=0.3), epochs=3, batch=32, seed=3
+"""
+WIDE_DATA = {"x": np.random.default_rng(11).normal(size=(100, 40))}
+WIDE_DATA["k"] = np.argmax(WIDE_DATA["x"][:, :3] + WIDE_DATA["x"][:, 3:6], axis=1)
+
+
+def torch_wide(init: dict, epochs: int = 3, lr: float = 0.3) -> dict:
+    """WIDE trained by PyTorch, batches of 32 in graphdsl's order (the last one holds 4 examples)."""
+    P = {k: f64(v).requires_grad_() for k, v in init.items()}
+    opt = torch.optim.SGD(P.values(), lr=lr)
+    xs, ks = WIDE_DATA["x"], WIDE_DATA["k"]
+    for e in range(epochs):
+        order = epoch_order(3, True, 32, n=len(xs))(e)
+        for start in range(0, len(order), 32):
+            ids = order[start:start + 32]
+            h = torch.relu(f64(xs[ids]) @ P["W1"].T + P["b1"])
+            loss = torch.nn.functional.cross_entropy(h @ P["W2"].T + P["b2"], torch.tensor(ks[ids]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: v.detach().numpy() for k, v in P.items()}
+
+
+def test_plain_sgd_in_the_gradient_products_matches_torch_with_and_without_a_trace():
+    """32 examples a step make both weight gradients BLAS products, which plain SGD subtracts
+    straight into the weights; a trace records gradients, so a traced run keeps them apart."""
+    fused, traced = graphdsl.compile(WIDE), graphdsl.compile(WIDE)
+    params = torch_wide({k: v.copy() for k, v in fused.params.items()})
+    fused.train(data=WIDE_DATA)
+    traced.train(data=WIDE_DATA, trace=True)
+    assert_params(fused, params, rtol=1e-10)
+    assert_params(traced, params, rtol=1e-10)
+
+
+def test_a_non_finite_operand_of_a_fused_product_stops_training_before_any_update():
+    """sqrt's slope at 0 is infinite, so every unit relu turns off gives the first layer's gradient
+    product a nan operand while the loss stays finite. W1 has no bias: only that product sees it."""
+    spec = WIDE.replace("param b1[64] = zeros()\n", "").replace("h = relu(W1 x + b1)", "h = sqrt(relu(W1 x))")
+    model = graphdsl.compile(spec)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(TrainingError, match=r"training stopped at step 1 \(epoch 1\)"):
+        model.train(data=WIDE_DATA)
+    assert same_params(model.params, before)
+
+
 # -- non-finite losses ----------------------------------------------------------------------------
 
 

@@ -120,6 +120,34 @@ class NumPy(Peer):
         return layers
 
 
+class Gemm(Peer):
+    """Not a peer: the matrix products of every step of the run and nothing else (np.dot at the
+    layer shapes: 3 forward, 3 weight-gradient and 2 input-gradient products a step), timed in
+    the same rotation as the peers. Its time bounds a run from below; W4 reports the fraction of
+    it graphdsl reaches."""
+
+    name = "np.dot products alone"
+
+    def __init__(self, wl, dtype=np.float64):
+        super().__init__(wl, dtype)
+        B, rng = wl.batch, np.random.default_rng(0)
+        shapes = []
+        for i, (fi, fo) in enumerate(zip(wl.sizes[:-1], wl.sizes[1:])):
+            shapes.append(((B, fi), (fi, fo)))          # forward  A W'
+            shapes.append(((fo, B), (B, fi)))           # dW = dZ' A
+            if i:
+                shapes.append(((B, fo), (fo, fi)))      # dA = dZ W
+        self.products = [(rng.random(a).astype(self.dtype), rng.random(b).astype(self.dtype),
+                          np.empty((a[0], b[1]), self.dtype)) for a, b in shapes]
+        self.steps = len(wl.batches())
+        self.flops = self.steps * sum(2 * a[0] * a[1] * b[1] for a, b in shapes)  # of one run
+
+    def run(self) -> None:
+        for _ in range(self.steps):
+            for a, b, out in self.products:
+                np.dot(a, b, out)
+
+
 # -- PyTorch eager --------------------------------------------------------------------------
 
 class Torch(Peer):
@@ -291,4 +319,4 @@ class JaxStep(_JaxBase):
         return self.result(self.jax.block_until_ready(p))
 
 
-PEERS = {"graphdsl": Graphdsl, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy}
+PEERS = {"graphdsl": Graphdsl, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy, "gemm": Gemm}

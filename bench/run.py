@@ -112,6 +112,7 @@ def bench_workload(key: str, args) -> tuple:
     entries = [(n, np.float64) for n in names]
     if key == "W4":
         entries += [(n, np.float32) for n in F32_PEERS if n in names]
+        entries += [("gemm", dt) for dt in (np.float64, np.float32)]  # the products alone, interleaved too
     runners, rows = [], []
     for name, dt in entries:
         label = P.PEERS[name].name + (" (float32)" if dt == np.float32 else "")
@@ -119,7 +120,8 @@ def bench_workload(key: str, args) -> tuple:
         peer = P.PEERS[name](wl, dt)
         warm = peer.warmup() if name in ("graphdsl", "jax-loop", "jax-step") else None
         runners.append(peer)
-        rows.append({"peer": label, "name": name, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt})
+        rows.append({"peer": label, "name": name, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt,
+                     "flops": getattr(peer, "flops", None)})
     reps = args.reps or (3 if args.quick else 5)
     for rep in range(reps):
         order = list(range(len(runners)))
@@ -132,6 +134,8 @@ def bench_workload(key: str, args) -> tuple:
             rows[i]["layers"] = peer.run()
             rows[i]["times"].append(time.perf_counter() - t)
         print(f"  {key}: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
+    products = [r for r in rows if r["name"] == "gemm"]
+    rows = [r for r in rows if r["name"] != "gemm"]
     for r in rows:
         r["loss"] = wl.loss(r.pop("layers"))  # after the timing: NumPy's BLAS threads would still spin
     # NumPy by hand in the same dtype: float32 rounding changes the path training takes
@@ -144,42 +148,22 @@ def bench_workload(key: str, args) -> tuple:
         tol = 1e-2 if r["dtype"] == np.float32 else 1e-7
         r["ref"], r["ok"] = refs[r["dtype"]], abs(r["loss"] - refs[r["dtype"]]) <= tol * abs(refs[r["dtype"]])
     text = table(wl.title, wl.unit, rows)
-    if key == "W4":
-        text += gemm_report(wl, rows)
+    if products:
+        text += gemm_report(wl, rows, products)
     return text, all(r["ok"] for r in rows)
 
 
-def gemm_report(wl, rows) -> str:
-    """np.dot throughput at the layer shapes of one step (forward, weight gradients, input
-    gradients except the first layer's), and the fraction of it graphdsl reaches."""
-    B, sizes = wl.batch, wl.sizes
-    lines = ["GEMM (np.dot at W4's layer shapes, one step = 3 forward + 3 weight-gradient + 2 "
-             "input-gradient products):", "",
+def gemm_report(wl, rows, products) -> str:
+    """The matrix products alone (bench.peers.Gemm, timed in the same rotation as the peers): their
+    throughput, the run time they bound, and the fraction of that bound graphdsl reaches."""
+    lines = ["GEMM (np.dot at W4's layer shapes, the run's steps of 3 forward + 3 weight-gradient + 2 "
+             "input-gradient products, timed in the same rotation as the peers):", "",
              "| dtype | GFLOP/s | GEMM-only samples/s (bound) | graphdsl's fraction of it |", "|---|---|---|---|"]
     graphdsl = {r["dtype"]: statistics.median(r["times"]) for r in rows if r["name"] == "graphdsl"}
-    for dt in (np.float64, np.float32):
-        rng = np.random.default_rng(0)
-        shapes = []
-        for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-            shapes.append(((B, fi), (fi, fo)))          # forward  A W'
-            shapes.append(((fo, B), (B, fi)))           # dW = dZ' A
-            if i:
-                shapes.append(((B, fo), (fo, fi)))      # dA = dZ W
-        mats = [(rng.random(a).astype(dt), rng.random(b).astype(dt)) for a, b in shapes]
-        flops = sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
-        for a, b in mats:
-            np.dot(a, b)
-        times = []
-        for _ in range(7):
-            t = time.perf_counter()
-            for _ in range(20):
-                for a, b in mats:
-                    np.dot(a, b)
-            times.append((time.perf_counter() - t) / 20)
-        step = statistics.median(times)
-        bound = B / step
-        frac = (wl.per_run / bound) / graphdsl[dt] if dt in graphdsl else None
-        lines.append(f"| {np.dtype(dt).name} | {flops / step / 1e9:.3g} | {fmt(bound)} | "
+    for r in products:
+        took = statistics.median(r["times"])
+        frac = took / graphdsl[r["dtype"]] if r["dtype"] in graphdsl else None
+        lines.append(f"| {np.dtype(r['dtype']).name} | {r['flops'] / took / 1e9:.3g} | {fmt(wl.per_run / took)} | "
                      f"{'-' if frac is None else f'{100 * frac:.0f}%'} |")
     return "\n".join(lines) + "\n\n"
 

@@ -258,30 +258,31 @@ def train_loop(plan, fuse: bool = False) -> str:
     fused = sgd_products(plan) if fuse else {}
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
-             if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
-    operands = [a for gid in fused.values() for a in g.nodes[gid].args]
-    prologue, step = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
+             if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid]) and gid not in fused.values()}
+    products = {p: g.nodes[gid].args for p, gid in fused.items()}
+    outputs = [o for o in plan.outputs if o not in fused.values()]
+    prologue, step = body(g, outputs + [a for args in products.values() for a in args], homes)
     data = [f"d{i}" for i in range(len(plan.data))]
     top, per_step = loop_inputs(plan, shape, param_slots, data)
     after = [flat_store("grad", span, var(gid), shape(p))
              for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes and p not in fused]
-    total = entries(g, plan.params)
     rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
-    part = lambda name, span: name if span == (0, total) else f"{name}[{span[0]}:{span[1]}]"  # noqa: E731
-    # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and
-    # every operand of a fused product (data is checked when loaded), before updating anything
-    checked = [part("grad", span) for span in rest]
-    checked += [var(m) for m in dict.fromkeys(memory_of(g, a) for a in operands) if m not in plan.data]
-    after += [f"loss = {var(plan.outputs[0])}",
-              f"if not (np.isfinite(loss){''.join(f' and T.finite({c})' for c in checked)}):",
+    total = entries(g, plan.params)
+
+    def part(name: str, span: tuple) -> str:
+        return name if span == (0, total) else f"{name}[{span[0]}:{span[1]}]"
+    # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
+    # every fused product is finite, before updating anything
+    checked = [f"T.finite({part('grad', span)})" for span in rest]
+    checked += [f"T.product_fits({var(memory_of(g, a))}, {var(memory_of(g, b))})" for a, b in products.values()]
+    after += [f"loss = {var(plan.outputs[0])}", f"if not (np.isfinite(loss){''.join(' and ' + c for c in checked)}):",
               "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
         made, count = hits(plan, shape)
         top += made
         after.append(f"log[e, 1] += {count}")
     after += ["t += 1"] + ([] if fused else trace_row(plan, shape))
-    after += [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
-              for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
+    after += [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])" for p, (a, b) in products.items()]
     step_t = ", t" if plan.optimizer == "adam" else ""
     after += [f"T.{plan.optimizer}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
               for span in rest]
@@ -312,9 +313,9 @@ def memory_of(graph: Graph, nid: int) -> int:
 def sgd_products(plan) -> dict:
     """{param: its gradient node} for the weights plain SGD updates inside the product that makes
     their gradient, `K.dot_add(a, b, W, -lr)` after the step's check: W -= lr * a @ b in one BLAS
-    call, with no gradient buffer to zero, fill, check and read back (9% of W4's step). That
-    takes a gradient that is one BLAS matrix product read by nothing else, of operands that are
-    not params: all updates come at the end of the step, and one must not see another's result."""
+    call, with no gradient buffer to zero, fill, check and read back. That takes a gradient that
+    is one BLAS matrix product read by nothing else, of operands that are not params: all updates
+    come at the end of the step, and one must not see another's result."""
     g = plan.graph
     read = {a for nid in g.ancestors(plan.outputs) for a in g.nodes[nid].args}
     found = {}
@@ -386,7 +387,7 @@ def trace_width(plan) -> int:
 
 
 def trace_row(plan, shape) -> list:
-    """Statements writing one trace row (columns as `trace_width` counts them)."""
+    """Statements writing one trace row (columns as `trace_width` counts them), once `t` counts the step."""
     rows = ["if trace.shape[0] > 0 and (t - 1) % every == 0:"]
     rows += ["    r = trace[row]", "    r[0] = t", "    r[1] = epoch0 + e + 1", "    r[2] = loss"]
     for i, (x, (a, b)) in enumerate(zip(plan.traced, slots(shape(x) for x in plan.traced))):

@@ -137,30 +137,32 @@ def dot(a, b, out):
 @intrinsic
 def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """BLAS xGEMM, column-major: c = alpha * op(a) @ op(b) + beta * c, through the entry point
-    Numba's own np.dot calls (SciPy's BLAS, found when the code loads, so it caches)."""
+    Numba's own np.dot calls (SciPy's BLAS, found when the code loads, so it caches). Returns
+    BLAS's status: 0, or -1 where no BLAS was found."""
     ensure_blas()
+    if not (a.dtype == b.dtype == c.dtype and c.dtype in (types.float32, types.float64)):
+        return None  # a typing error: operands of one float dtype only
     char, size, ptr = ir.IntType(8), ir.IntType(64), ir.IntType(8).as_pointer()
-    dtype = c.dtype
+    scalar_type, array_type = {5: alpha, 10: beta}, {6: a, 8: b, 11: c}
+    fnty = ir.FunctionType(ir.IntType(32), [char, char, char, size, size, size, ptr, ptr, size, ptr, size, ptr,
+                                            ptr, size])
 
     def codegen(context, builder, sig, args):
-        ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+        def passed(i):  # arrays by their data pointer, and BLAS takes alpha and beta by pointer too
+            if i in scalar_type:
+                value = context.cast(builder, args[i], scalar_type[i], c.dtype)
+                return builder.bitcast(cgutils.alloca_once_value(builder, value), ptr)
+            if i in array_type:
+                return builder.bitcast(context.make_array(array_type[i])(context, builder, args[i]).data, ptr)
+            return args[i]
 
-        def scalar(value, ty):  # BLAS takes alpha and beta by pointer
-            slot = cgutils.alloca_once_value(builder, context.cast(builder, value, ty, dtype))
-            return builder.bitcast(slot, ptr)
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        kind = ir.Constant(char, ord("s" if c.dtype == types.float32 else "d"))
+        return builder.call(fn, [kind, builder.trunc(args[0], char), builder.trunc(args[1], char),
+                                 *(passed(i) for i in range(2, 13))])
 
-        def data(value, ty):
-            return builder.bitcast(context.make_array(ty)(context, builder, value).data, ptr)
-
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [
-            char, char, char, size, size, size, ptr, ptr, size, ptr, size, ptr, ptr, size]), "numba_xxgemm")
-        kind = ir.Constant(char, ord("s" if dtype == types.float32 else "d"))
-        types_ = sig.args
-        return builder.call(fn, [kind, builder.trunc(ta, char), builder.trunc(tb, char), m, n, k,
-                                 scalar(alpha, types_[5]), data(a, types_[6]), lda, data(b, types_[8]), ldb,
-                                 scalar(beta, types_[10]), data(c, types_[11]), ldc])
-    return types.int32(types.int64, types.int64, types.int64, types.int64, types.int64, alpha, a,
-                       types.int64, b, types.int64, beta, c, types.int64), codegen
+    int64 = types.int64
+    return types.int32(int64, int64, int64, int64, int64, alpha, a, int64, b, int64, beta, c, int64), codegen
 
 
 @njit(cache=True)
@@ -181,4 +183,5 @@ def dot_add(a, b, c, alpha):
     ta, lda = _blas_side(a)
     tb, ldb = _blas_side(b)
     # row-major c = a b is column-major c' = b' a'
-    _xxgemm(tb, ta, c.shape[1], c.shape[0], a.shape[1], alpha, b, ldb, a, lda, 1.0, c, c.shape[1])
+    if _xxgemm(tb, ta, c.shape[1], c.shape[0], a.shape[1], alpha, b, ldb, a, lda, 1.0, c, c.shape[1]) != 0:
+        raise RuntimeError("graphdsl: no BLAS found (SciPy provides it to Numba)")

@@ -40,6 +40,25 @@ def finite(values):
     return acc == 0.0
 
 
+@njit(cache=True, fastmath={"reassoc"})
+def norm(values):
+    """The Frobenius norm of a C-order array, summed in float64; inf or nan where an entry is not
+    finite (or its square overflows the array's dtype). Vectorised as `finite` is."""
+    flat = values.reshape(values.size)
+    acc = 0.0
+    for i in range(flat.size):
+        acc += flat[i] * flat[i]
+    return math.sqrt(acc)
+
+
+@njit(cache=True)
+def product_fits(a, b):
+    """Whether the product of matrices a and b (given as the C-order memory each is read from: a
+    transpose has its source's norm) is certainly finite, every partial sum BLAS forms included:
+    by Cauchy-Schwarz none exceeds |a| |b|. False also where an entry is not finite."""
+    return norm(a) * norm(b) < np.finfo(a.dtype).max
+
+
 @njit(cache=True)
 def sgd(theta, grad, state, hyper):
     """PyTorch's SGD: weight decay added to the gradient, then momentum (buffer starts at 0)."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphdsl
-from graphdsl import codegen, kernels as K
+from graphdsl import codegen, kernels as K, train_kernels as T
 from graphdsl.ir import Graph
 from graphdsl.ops import Sym
 from graphdsl.train import data_leaves, make_plan
@@ -125,3 +125,46 @@ def test_dot_add_adds_a_scaled_product_for_either_order_of_each_operand(dtype, r
             out = c.astype(dtype)
             K.dot_add(first.astype(dtype), second.astype(dtype), out, -0.25)
             np.testing.assert_allclose(out, c - 0.25 * a @ b, rtol=rtol, atol=rtol)
+
+
+
+def test_a_product_fits_only_while_no_entry_can_overflow():
+    """Two float32 matrices of 1e19s: every entry finite, but each product entry is 4 x 1e38,
+    above float32's largest (3.4e38); with 1e18s in the first it is 4e37 and fits. nan and inf
+    never fit."""
+    a, b = np.full((3, 4), 1e19, np.float32), np.full((4, 2), 1e19, np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite((a @ b)[0, 0])
+    assert not T.product_fits(a, np.ascontiguousarray(b.T))
+    assert T.product_fits(a / 10, b) and np.isfinite(a / 10 @ b).all()
+    for bad in (np.nan, np.inf):
+        b[1, 1] = bad
+        assert not T.product_fits(a / 10, b)
+
+LAYERS = """\
+input x[40]
+target k
+param W1[64, 40] = xavier()
+param W2[3, 64] = xavier()
+{body}
+L = softmax_ce(z, k)
+minimize L using sgd(lr=0.3), epochs=1, batch=32
+"""
+
+
+def fused_params(body: str) -> set:
+    """The params plain SGD updates inside their gradient's product, by name."""
+    spec = graphdsl.compile(LAYERS.format(body=body)).spec
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    names = dict(zip(plan.params, spec.names_of("param")))
+    fused = codegen.sgd_products(plan)
+    assert codegen.train_loop(plan, fuse=True).count("K.dot_add(") == len(fused)
+    assert "K.dot_add(" not in codegen.train_loop(plan)
+    return {names[p] for p in fused}
+
+
+def test_plain_sgd_updates_weights_in_their_gradient_products_but_not_from_a_params_values():
+    """A layer's weight gradient is a product of buffers, fused; the gradient of a factor of the
+    product of two params reads the other param, which an earlier update may have changed."""
+    assert fused_params("z = W2 relu(W1 x)") == {"W1", "W2"}
+    assert fused_params("z = (W2 W1) x") == set()

@@ -459,16 +459,17 @@ WIDE_DATA = {"x": np.random.default_rng(11).normal(size=(100, 40))}
 WIDE_DATA["k"] = np.argmax(WIDE_DATA["x"][:, :3] + WIDE_DATA["x"][:, 3:6], axis=1)
 
 
-def torch_wide(init: dict, epochs: int = 3, lr: float = 0.3) -> dict:
-    """WIDE trained by PyTorch, batches of 32 in graphdsl's order (the last one holds 4 examples)."""
-    P = {k: f64(v).requires_grad_() for k, v in init.items()}
-    opt = torch.optim.SGD(P.values(), lr=lr)
+def torch_wide(init: dict, dtype=torch.float64, **hyper) -> dict:
+    """WIDE trained by PyTorch for 3 epochs, batches of 32 in graphdsl's order (the last one holds 4
+    examples)."""
+    P = {k: torch.tensor(v, dtype=dtype).requires_grad_() for k, v in init.items()}
+    opt = torch.optim.SGD(P.values(), **{"lr": 0.3, **hyper})
     xs, ks = WIDE_DATA["x"], WIDE_DATA["k"]
-    for e in range(epochs):
+    for e in range(3):
         order = epoch_order(3, True, 32, n=len(xs))(e)
         for start in range(0, len(order), 32):
             ids = order[start:start + 32]
-            h = torch.relu(f64(xs[ids]) @ P["W1"].T + P["b1"])
+            h = torch.relu(torch.tensor(xs[ids], dtype=dtype) @ P["W1"].T + P["b1"])
             loss = torch.nn.functional.cross_entropy(h @ P["W2"].T + P["b2"], torch.tensor(ks[ids]))
             opt.zero_grad()
             loss.backward()
@@ -485,6 +486,21 @@ def test_plain_sgd_in_the_gradient_products_matches_torch_with_and_without_a_tra
     traced.train(data=WIDE_DATA, trace=True)
     assert_params(fused, params, rtol=1e-10)
     assert_params(traced, params, rtol=1e-10)
+
+
+@pytest.mark.parametrize("changes", [{"momentum": 0.9}, {"weight_decay": 0.01}, {"dtype": "float32"}])
+def test_wide_training_with_momentum_weight_decay_or_float32_matches_torch(changes):
+    """Momentum and weight decay need the gradient itself, so those runs keep it apart; float32
+    runs the products in single precision."""
+    model = graphdsl.compile(WIDE)
+    init = {k: v.copy() for k, v in model.params.items()}
+    model.train(data=WIDE_DATA, **changes)
+    if changes.get("dtype") == "float32":
+        params = torch_wide(init, dtype=torch.float32)
+        for name, value in params.items():
+            np.testing.assert_allclose(model.params[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    else:
+        assert_params(model, torch_wide(init, **changes), rtol=1e-10)
 
 
 def test_a_non_finite_operand_of_a_fused_product_stops_training_before_any_update():

@@ -31,12 +31,11 @@ def take(source, ids, out):
 
 @njit(cache=True, fastmath={"reassoc"})
 def finite(values):
-    """Whether every entry of a C-order array is finite: x * 0 is nan for inf and nan, and a nan
-    stays in a sum. With no early exit (and the sum free to reassociate) LLVM vectorises it."""
-    flat = values.reshape(values.size)
+    """Whether every entry is finite: x * 0 is nan for inf and nan, and a nan stays in a sum.
+    With no early exit (and the sum free to reassociate) LLVM vectorises it."""
     acc = 0.0
-    for i in range(flat.size):
-        acc += flat[i] * 0.0
+    for i in range(values.size):
+        acc += values[i] * 0.0
     return acc == 0.0
 
 

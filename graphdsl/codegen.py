@@ -249,43 +249,30 @@ def train_loop(plan, fuse: bool = False) -> str:
     jitted loop, where it sees their shapes as constants: W2 ran 30% slower with them outside.
 
     `fuse` (plain SGD, no trace): weights whose gradient is one matrix product are updated by
-    that product (see `sgd_products`); such a loop writes no trace rows.
+    that product (see `sgd_products`); such a loop writes no trace rows (they record gradients).
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
     param_slots = slots(shape(p) for p in plan.params)
     grads = plan.outputs[1:1 + len(plan.params)]
-    fused = sgd_products(plan) if fuse else {}
+    fused = sgd_products(plan) if fuse and plan.optimizer == "sgd" else {}
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
-             if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid]) and gid not in fused.values()}
-    products = {p: g.nodes[gid].args for p, gid in fused.items()}
-    outputs = [o for o in plan.outputs if o not in fused.values()]
-    prologue, step = body(g, outputs + [a for args in products.values() for a in args], homes)
+             if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
+    operands = [a for gid in fused.values() for a in g.nodes[gid].args]
+    prologue, step = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
     data = [f"d{i}" for i in range(len(plan.data))]
     top, per_step = loop_inputs(plan, shape, param_slots, data)
     after = [flat_store("grad", span, var(gid), shape(p))
              for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes and p not in fused]
-    rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
-    total = entries(g, plan.params)
-
-    def part(name: str, span: tuple) -> str:
-        return name if span == (0, total) else f"{name}[{span[0]}:{span[1]}]"
-    # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
-    # every fused product is finite, before updating anything
-    checked = [f"T.finite({part('grad', span)})" for span in rest]
-    checked += [f"T.product_fits({var(memory_of(g, a))}, {var(memory_of(g, b))})" for a, b in products.values()]
-    after += [f"loss = {var(plan.outputs[0])}", f"if not (np.isfinite(loss){''.join(' and ' + c for c in checked)}):",
+    checks, update = updates(plan, fused, param_slots)
+    after += [f"loss = {var(plan.outputs[0])}", f"if not ({' and '.join(checks)}):",
               "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
         made, count = hits(plan, shape)
         top += made
         after.append(f"log[e, 1] += {count}")
-    after += ["t += 1"] + ([] if fused else trace_row(plan, shape))
-    after += [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])" for p, (a, b) in products.items()]
-    step_t = ", t" if plan.optimizer == "adam" else ""
-    after += [f"T.{plan.optimizer}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
-              for span in rest]
+    after += ["t += 1"] + ([] if fuse else trace_row(plan, shape)) + update
     consts = "".join(var(c) + ", " for c in plan.consts)
     outside = [m for m in top + prologue if m.axes < 2]
     inside = [m for m in top + prologue if m.axes >= 2]
@@ -300,6 +287,29 @@ def train_loop(plan, fuse: bool = False) -> str:
     lines += [f"            {stmt}" for stmt in per_step + step + after]
     lines.append("    return t - t0, row, 0")
     return "\n".join(lines)
+
+
+def updates(plan, fused: dict, param_slots: list) -> tuple:
+    """(what a step must pass before anything is updated, the statements updating theta): fused
+    weights by their gradient's product, the other params by the optimizer, on runs of `theta`
+    (split only around fused weights, so only for SGD, whose state is one entry a param)."""
+    g = plan.graph
+    rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
+    whole = rest == [(0, entries(g, plan.params))]
+
+    def part(name: str, span: tuple) -> str:
+        return name if whole else f"{name}[{span[0]}:{span[1]}]"
+    # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
+    # every fused product is finite, before updating anything
+    checks = ["np.isfinite(loss)", *(f"T.finite({part('grad', span)})" for span in rest)]
+    checks += [f"T.product_fits({var(memory_of(g, a))}, {var(memory_of(g, b))})"
+               for a, b in (g.nodes[gid].args for gid in fused.values())]
+    update = [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
+              for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
+    step_t = ", t" if plan.optimizer == "adam" else ""
+    update += [f"T.{plan.optimizer}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
+               for span in rest]
+    return checks, update
 
 
 def memory_of(graph: Graph, nid: int) -> int:
@@ -355,7 +365,7 @@ def loop_inputs(plan, shape, param_slots, data: list) -> tuple:
     if plan.weights is None:  # one example a step
         return top, per_step + ["count = 1"] + [f"{var(nid)} = {d}[ids_e[s]]" for d, nid in zip(data, plan.data)]
     top.append(Made(var(plan.weights), "np.ones(size, F)", 1))
-    top += [Made(var(nid), f"np.empty({shape(nid)}, F)", len(shape(nid))) for nid in plan.data]
+    top += [buffer(plan.graph.nodes[nid]) for nid in plan.data]
     per_step.append(f"count = T.batch_rows(ids_e, s, size, mean, ids, {var(plan.weights)})")
     return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 

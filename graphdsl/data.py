@@ -153,7 +153,7 @@ def _finish(pieces: list[_Piece], dtype) -> dict[str, np.ndarray]:
     with np.errstate(over="ignore"):  # a number too large for float32: refused below, by its value
         arrays = {p.field.name: np.ascontiguousarray(p.values, dtype=dtype) for p in pieces}
     for p in pieces:
-        if arrays[p.field.name] is p.values:  # not cast: _check_values has seen these very numbers
+        if np.can_cast(p.values.dtype, dtype, "safe"):  # the same numbers _check_values saw, maybe widened
             continue
         flat = arrays[p.field.name].reshape(len(p.values), p.field.size)
         if not np.isfinite(flat.sum()):

@@ -12,7 +12,7 @@ import math
 
 from .ops import math_module
 
-BLAS_MIN = 4096  # multiply-adds from which np.dot (BLAS) beats a plain loop
+BLAS_MIN = 4096  # multiply-adds from which a BLAS call (K.dot) beats a plain loop
 
 
 def point(shape: tuple, idx: list) -> list:

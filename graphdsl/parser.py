@@ -84,7 +84,7 @@ def _lark() -> Lark:
 
 
 def _lark_cache() -> str | bool:
-    """Where Lark keeps its analysis of the grammar (a third of the time to build the parser):
+    """Where Lark keeps its analysis of the grammar (most of the time to build the parser):
     in graphdsl's cache; Lark checks it against the grammar's hash and, if it cannot read or
     write it, builds the parser as without it."""
     from .jit import cache_dir

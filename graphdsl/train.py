@@ -387,9 +387,10 @@ def evaluate_all(model, nodes: list, arrays: dict) -> dict:
     # kept for these nodes at the last size asked for: validation evaluates it every epoch, and
     # predict() at every new size would otherwise add a graph to the spec for good
     key = ("batched", tuple(data), tuple(nodes))
-    if spec.programs.get(key, (None,))[0] != n:
-        spec.programs[key] = (n, *batched(spec.graph, data, nodes, n))
-    _, g, new = spec.programs[key]
+    kept = spec.programs.get(key)
+    if kept is None or kept[0] != n:
+        kept = spec.programs[key] = (n, *batched(spec.graph, data, nodes, n))
+    _, g, new = kept  # this call's own: another thread may replace the spec's entry meanwhile
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
     values.update({new[spec.graph.names[p]]: v for p, v in model.params.items()})

@@ -1,5 +1,6 @@
 """Numba helpers the generated training loop calls (as `T.name`): minibatch
-gathering, optimizer updates on the flat parameter vector, and accuracy counts."""
+gathering, the checks a step passes before it updates anything, optimizer updates
+on the flat parameter vector, and accuracy counts."""
 import math
 
 import numpy as np
@@ -31,7 +32,8 @@ def take(source, ids, out):
 
 @njit(cache=True, fastmath={"reassoc"})
 def finite(values):
-    """Whether every entry is finite: x * 0 is nan for inf and nan, and a nan stays in a sum.
+    """Whether every entry of a 1-D span (of `grad`) is finite: x * 0 is nan for inf and nan, and
+    a nan stays in a sum.
     With no early exit (and the sum free to reassociate) LLVM vectorises it."""
     acc = 0.0
     for i in range(values.size):
@@ -54,7 +56,8 @@ def norm(values):
 def product_fits(a, b):
     """Whether the product of matrices a and b (given as the C-order memory each is read from: a
     transpose has its source's norm) is certainly finite, every partial sum BLAS forms included:
-    by Cauchy-Schwarz none exceeds |a| |b|. False also where an entry is not finite."""
+    by Cauchy-Schwarz none exceeds |a| |b|. False also where an entry is not finite. Like the
+    check of an unfused gradient, it bounds the gradient, not lr times it or the updated weight."""
     return norm(a) * norm(b) < np.finfo(a.dtype).max
 
 

@@ -128,14 +128,14 @@ def test_dot_add_adds_a_scaled_product_for_either_order_of_each_operand(dtype, r
 
 
 
-def test_a_product_fits_only_while_no_entry_can_overflow():
+def test_a_product_fits_while_its_operands_norms_rule_out_overflow():
     """Two float32 matrices of 1e19s: every entry finite, but each product entry is 4 x 1e38,
     above float32's largest (3.4e38); with 1e18s in the first it is 4e37 and fits. nan and inf
     never fit."""
     a, b = np.full((3, 4), 1e19, np.float32), np.full((4, 2), 1e19, np.float32)
     with np.errstate(over="ignore"):
         assert not np.isfinite((a @ b)[0, 0])
-    assert not T.product_fits(a, np.ascontiguousarray(b.T))
+    assert not T.product_fits(a, np.ascontiguousarray(b.T))  # b's memory in any order: norms only
     assert T.product_fits(a / 10, b) and np.isfinite(a / 10 @ b).all()
     for bad in (np.nan, np.inf):
         b[1, 1] = bad

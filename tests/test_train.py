@@ -22,9 +22,9 @@ import torch
 from click.testing import CliRunner
 
 import graphdsl
-from graphdsl import DataError
+from graphdsl import DataError, codegen
 from graphdsl.cli import main
-from graphdsl.train import TrainingError
+from graphdsl.train import TrainingError, data_leaves, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-12
@@ -481,6 +481,9 @@ def test_plain_sgd_in_the_gradient_products_matches_torch_with_and_without_a_tra
     """32 examples a step make both weight gradients BLAS products, which plain SGD subtracts
     straight into the weights; a trace records gradients, so a traced run keeps them apart."""
     fused, traced = graphdsl.compile(WIDE), graphdsl.compile(WIDE)
+    spec = fused.spec
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    assert len(codegen.sgd_products(plan)) == 2  # both weights take the fused path
     params = torch_wide({k: v.copy() for k, v in fused.params.items()})
     fused.train(data=WIDE_DATA)
     traced.train(data=WIDE_DATA, trace=True)

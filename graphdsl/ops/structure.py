@@ -119,7 +119,7 @@ def reshape_shape(x: tuple, *, shape) -> tuple:
 
 
 # code: only a scalar result is written from this template (its one entry, a local); an array
-# result is a view of its operand (codegen.view)
+# result is a view of its operand (codegen.view), or a buffer filled each step if that is a scalar
 register("reshape", shape=reshape_shape, ref=lambda x, *, shape: np.reshape(x, shape),
          code="{0}.ravel()[0]",
          vjp=lambda g, y, x, shape: (g.op("reshape", shape=x.shape),),

@@ -272,7 +272,8 @@ def train_loop(plan, fuse: bool = False) -> str:
         made, count = hits(plan, shape)
         top += made
         after.append(f"log[e, 1] += {count}")
-    after += ["t += 1"] + ([] if fuse else trace_row(plan, shape)) + update
+    # with nothing fused the source is the unfused loop's, so both share one module and one compile
+    after += ["t += 1"] + ([] if fused else trace_row(plan, shape)) + update
     consts = "".join(var(c) + ", " for c in plan.consts)
     outside = [m for m in top + prologue if m.axes < 2]
     inside = [m for m in top + prologue if m.axes >= 2]

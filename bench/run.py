@@ -16,7 +16,8 @@ eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (la
 with a jitted step, NumPy by hand.
 
 Each repetition runs every peer once, in a rotated order (round-robin), so that a noisy machine
-slows all of them alike; a table gives the median. Only training is timed: compiling or warming
+slows all of them alike, and each after a pause in which the last peer's idle threads stop
+spinning (SETTLE_S); a table gives the median. Only training is timed: compiling or warming
 up (graphdsl: the first train() of one epoch in the process, on an empty cache, i.e. code
 generation and Numba compiling; JAX: lower().compile(), or the first step) is its own column.
 graphdsl's helper kernels (kernels.py, train_kernels.py, vecmath.py) are compiled once per
@@ -61,15 +62,26 @@ def fresh_caches() -> dict:
 
 if __name__ == "__main__" and "--child" not in sys.argv:
     os.environ.update(fresh_caches())  # before numba is imported: warm-up columns are cold compiles
-# Two OpenBLAS copies share this process (NumPy's, and SciPy's, which Numba's np.dot calls), and
-# an idle pool's threads spin after each call, taking a core from whichever peer runs next:
-# graphdsl right after NumPy took 1.5 s where it takes 0.85 s. 2^4 cycles makes idle threads
-# sleep at once, for every peer alike. Set before NumPy loads OpenBLAS.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 
 from bench import peers as P, workloads as W  # noqa: E402
+
+# Every library's idle threads spin for a while after a call (OpenBLAS's for about 0.1-0.2 s
+# here), taking a core from whichever peer runs next; two OpenBLAS copies share this process
+# (NumPy's, and SciPy's, which graphdsl calls). np.dot's products right after graphdsl's took 1.5
+# ms a step where they take 0.7. A pause before each timed run lets every pool park, so each peer
+# runs with its library's defaults, as a user's program would.
+SETTLE_S = 0.5
+
+
+def settle() -> None:
+    """The pause, spent busy on this thread: after a sleep the core starts slow, which cost W1's
+    10 ms runs up to a third."""
+    end = time.perf_counter() + SETTLE_S
+    while time.perf_counter() < end:
+        pass
+
 
 DEFAULT_PEERS = {
     "W1": ["graphdsl", "torch", "jax-loop", "jax-step", "numpy"],
@@ -132,6 +144,7 @@ def bench_workload(key: str, args) -> tuple:
             peer = runners[i]
             if hasattr(peer, "prepare"):
                 peer.prepare()
+            settle()
             t = time.perf_counter()
             rows[i]["layers"] = peer.run()
             rows[i]["times"].append(time.perf_counter() - t)
@@ -139,7 +152,7 @@ def bench_workload(key: str, args) -> tuple:
     products = [r for r in rows if r["name"] == "gemm"]
     rows = [r for r in rows if r["name"] != "gemm"]
     for r in rows:
-        r["loss"] = wl.loss(r.pop("layers"))  # after the timing: NumPy's BLAS threads would still spin
+        r["loss"] = wl.loss(r.pop("layers"))
     # NumPy by hand in the same dtype: float32 rounding changes the path training takes
     refs = {r["dtype"]: r["loss"] for r in rows if r["name"] == "numpy"}
     for r in rows:

@@ -264,7 +264,7 @@ class Trainer:
             return
         epochs = range(first + 1, first + 1 + len(log_rows))
         columns = self.epoch_columns(log_rows)
-        history.extend(epochs, columns)
+        history.extend(np.arange(epochs.start, epochs.stop), columns)  # a range converts one int at a time
         if epoch_log or bar.on:
             for i, epoch in enumerate(epochs):
                 values = {k: float(v[i]) for k, v in columns.items()}

@@ -105,10 +105,25 @@ def pairwise(name, per_item, doc):
 
 pairwise("mse", lambda p, t: (p - t) * (p - t), "(p - t)^2, averaged (reduce=mean) or summed (reduce=sum)")
 pairwise("half_se", lambda p, t: 0.5 * (p - t) * (p - t), "0.5 (p - t)^2, averaged or summed")
-pairwise("bce", lambda p, t: -(t * p.op("log") + (1.0 - t) * (1.0 - p).op("log")),
-         "binary cross-entropy -(t log p + (1-t) log(1-p)) on probabilities p, natural log")
-pairwise("bce_logits", lambda z, t: z.op("softplus") - t * z,
-         "binary cross-entropy on logits z, stable: softplus(z) - t z")
+
+
+def bce_logits(z: Sym, t: Sym) -> Sym:
+    return z.op("softplus") - t * z
+
+
+def bce(p: Sym, t: Sym) -> Sym:
+    """On a sigmoid written inside the call, the logits form: the same value, finite where p rounds
+    to 0 or 1, and a gradient of sigmoid(z) - t that skips two divisions. A named sigmoid stays: its
+    own gradient must come through it."""
+    node = p.g.nodes[p.id]
+    if node.op == "sigmoid" and p.id not in p.g.names.values():
+        return bce_logits(Sym(p.g, node.args[0]), t)
+    return -(t * p.op("log") + (1.0 - t) * (1.0 - p).op("log"))
+
+
+pairwise("bce", bce, "binary cross-entropy -(t log p + (1-t) log(1-p)) on probabilities p, natural log;"
+         " bce(sigmoid(z), t) is computed as bce_logits(z, t)")
+pairwise("bce_logits", bce_logits, "binary cross-entropy on logits z, stable: softplus(z) - t z")
 
 
 def softmax_ce(z, t, reduce="mean"):

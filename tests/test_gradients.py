@@ -704,6 +704,31 @@ def test_bce_logits_on_huge_logits(engine):
     assert_close(grads["y"], tg["y"], TORCH_RTOL, TORCH_ATOL, "d/dy vs torch")
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bce_of_a_written_sigmoid_is_the_logits_form(engine):
+    """bce(sigmoid(z), y) stays finite where sigmoid(z) rounds to 0 or 1, as
+    binary_cross_entropy_with_logits does (bce on the rounded probability would be inf)."""
+    text = ("input z[4] = [40, -40, 0.5, -2]\ntarget y[4] = [0, 1, 1, 0]\n"
+            "L = bce(sigmoid(z), y, reduce=sum)\ngrad L wrt z\n")
+    model = compile_spec(text, engine)
+    value, grads = model.forward()["L"], model.grad()
+    loss, tg = torch_loss_and_grads(lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction="sum"),
+                                    {"z": [40.0, -40, 0.5, -2], "y": [0.0, 1, 1, 0]})
+    assert loss > 80  # the two saturated terms, about 40 each
+    assert_close(value, loss, TORCH_RTOL, TORCH_ATOL, "loss vs torch")
+    assert_close(grads["z"], tg["z"], TORCH_RTOL, TORCH_ATOL, "d/dz vs torch")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bce_of_a_named_sigmoid_keeps_its_gradient(engine):
+    """A named probability is a node of the graph: dL/dp is bce's own, -y/p + (1-y)/(1-p)."""
+    model = compile_spec("input z = 0.5\ntarget y = 1\np = sigmoid(z)\nL = bce(p, y)\ngrad L wrt p, z\n", engine)
+    p = 1 / (1 + np.exp(-0.5))
+    grads = model.grad()
+    assert_close(grads["p"], -1 / p, 1e-12, 0.0, "dL/dp")
+    assert_close(grads["z"], p - 1, 1e-12, 0.0, "dL/dz")
+
+
 DIV0 = """
 input a = 1
 input b = 0

@@ -300,10 +300,14 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
 
     def part(name: str, span: tuple) -> str:
         return name if whole else f"{name}[{span[0]}:{span[1]}]"
+
+    def norm(nid: int) -> str:  # a minibatch's gather measured it (see loop_inputs)
+        memory = memory_of(g, nid)
+        return f"norm_{var(memory)}" if plan.weights is not None and memory in plan.data else f"T.norm({var(memory)})"
     # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
     # every fused product is finite, before updating anything
     checks = ["np.isfinite(loss)", *(f"T.finite({part('grad', span)})" for span in rest)]
-    checks += [f"T.product_fits({var(memory_of(g, a))}, {var(memory_of(g, b))})"
+    checks += [f"T.product_fits({norm(a)}, {norm(b)}, {var(memory_of(g, a))})"
                for a, b in (g.nodes[gid].args for gid in fused.values())]
     update = [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
               for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
@@ -368,7 +372,7 @@ def loop_inputs(plan, shape, param_slots, data: list) -> tuple:
     top.append(Made(var(plan.weights), "np.ones(size, F)", 1))
     top += [buffer(plan.graph.nodes[nid]) for nid in plan.data]
     per_step.append(f"count = T.batch_rows(ids_e, s, size, mean, ids, {var(plan.weights)})")
-    return top, per_step + [f"T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
+    return top, per_step + [f"norm_{var(nid)} = T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
 
 
 def hits(plan, shape) -> tuple:

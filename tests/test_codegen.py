@@ -135,11 +135,25 @@ def test_a_product_fits_while_its_operands_norms_rule_out_overflow():
     a, b = np.full((3, 4), 1e19, np.float32), np.full((4, 2), 1e19, np.float32)
     with np.errstate(over="ignore"):
         assert not np.isfinite((a @ b)[0, 0])
-    assert not T.product_fits(a, np.ascontiguousarray(b.T))  # b's memory in any order: norms only
-    assert T.product_fits(a / 10, b) and np.isfinite(a / 10 @ b).all()
+    assert not T.product_fits(T.norm(a), T.norm(np.ascontiguousarray(b.T)), a)  # b's memory in any order
+    assert T.product_fits(T.norm(a / 10), T.norm(b), a) and np.isfinite(a / 10 @ b).all()
     for bad in (np.nan, np.inf):
         b[1, 1] = bad
-        assert not T.product_fits(a / 10, b)
+        assert not T.product_fits(T.norm(a / 10), T.norm(b), a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_gather_returns_the_norm_of_the_rows_it_copied(dtype):
+    """take's norm is the gathered batch's Frobenius norm (inf where a square overflows the dtype),
+    so the check of a product that reads the batch needs no pass of its own."""
+    source = np.random.default_rng(0).normal(size=(9, 2, 3)).astype(dtype)
+    ids, out = np.array([4, 0, 4, 8]), np.empty((4, 2, 3), dtype)
+    norm = T.take(source, ids, out)
+    np.testing.assert_array_equal(out, source[ids])
+    # squared in the dtype, summed in float64
+    np.testing.assert_allclose(norm, np.linalg.norm(source[ids].astype(np.float64)), rtol=4 * np.finfo(dtype).eps)
+    source[0, 1, 2] = np.finfo(dtype).max / 2
+    assert T.take(source, ids, out) == np.inf
 
 LAYERS = """\
 input x[40]
@@ -168,3 +182,12 @@ def test_plain_sgd_updates_weights_in_their_gradient_products_but_not_from_a_par
     product of two params reads the other param, which an earlier update may have changed."""
     assert fused_params("z = W2 relu(W1 x)") == {"W1", "W2"}
     assert fused_params("z = (W2 W1) x") == set()
+
+
+def test_the_check_of_a_product_that_reads_a_minibatch_takes_its_norm_from_the_gather():
+    """W1's gradient is dz' x: its check makes no pass over x, whose gather measured it."""
+    spec = graphdsl.compile(LAYERS.format(body="z = W2 relu(W1 x)")).spec
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    source, x = codegen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
+    assert f"norm_{x} = T.take(" in source and f"T.norm({x})" not in source
+    assert source.count(f"T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read

@@ -517,6 +517,20 @@ def test_a_non_finite_operand_of_a_fused_product_stops_training_before_any_updat
     assert same_params(model.params, before)
 
 
+def test_a_float32_minibatch_too_large_for_the_fused_products_bound_stops_training_before_any_update():
+    """Entries of 1e20 fit float32 but their squares do not: the gathered batch's norm is inf, so
+    the check cannot rule out an overflow in W1's gradient product, and no weight moves. W1 reads
+    them with weights 0, so the loss, the hidden layer and W2's product stay small."""
+    model = graphdsl.compile(WIDE)
+    model.params["W1"][:, 0] = 0.0
+    before = {k: v.copy() for k, v in model.params.items()}
+    data = {**WIDE_DATA, "x": WIDE_DATA["x"].copy()}
+    data["x"][:, 0] = 1e20
+    with pytest.raises(TrainingError, match=r"training stopped at step 1 \(epoch 1\)"):
+        model.train(data=data, dtype="float32")
+    assert same_params(model.params, {k: v.astype(np.float32).astype(np.float64) for k, v in before.items()})
+
+
 # -- non-finite losses ----------------------------------------------------------------------------
 
 

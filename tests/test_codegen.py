@@ -190,4 +190,4 @@ def test_the_check_of_a_product_that_reads_a_minibatch_takes_its_norm_from_the_g
     plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
     source, x = codegen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
     assert f"norm_{x} = T.take(" in source and f"T.norm({x})" not in source
-    assert source.count(f"T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read
+    assert source.count("T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read

@@ -273,6 +273,8 @@ class Lowering:
         if isinstance(e, ast.BinOp):
             return self.binop(e)
         if isinstance(e, ast.Neg):
+            if isinstance(e.operand, ast.Num):  # a negative number, as checks of literals see it
+                return self.graph.add("scalar", attrs={"value": -e.operand.value}, span=e.span)
             return self.graph.add("neg", [self.expr(e.operand)], span=e.span)
         if isinstance(e, ast.Transpose):
             return self.graph.add("transpose", [self.expr(e.operand)], span=e.span)

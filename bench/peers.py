@@ -124,23 +124,27 @@ class Gemm(Peer):
     """Not a peer: the matrix products of every step of the run and nothing else (np.dot at the
     layer shapes: 3 forward, 3 weight-gradient and 2 input-gradient products a step), timed in
     the same rotation as the peers. Its time bounds a run from below; W4 reports the fraction of
-    it graphdsl reaches."""
+    it graphdsl reaches. `layout`: "contiguous", every operand a C array (the bound), or
+    "graphdsl", the operands as graphdsl's loop reads them: W[out, in] transposed in the forward
+    product, the output gradient dZ[B, out] transposed in the weight gradient's."""
 
     name = "np.dot products alone"
 
-    def __init__(self, wl, dtype=np.float64):
+    def __init__(self, wl, dtype=np.float64, layout="contiguous"):
         super().__init__(wl, dtype)
-        B, rng = wl.batch, np.random.default_rng(0)
-        shapes = []
+        B, rng, as_graphdsl = wl.batch, np.random.default_rng(0), layout == "graphdsl"
+
+        def operand(rows, cols, transposed=False):  # [rows, cols], or the transpose of a C array
+            return (rng.random((cols, rows)).T if transposed else rng.random((rows, cols))).astype(self.dtype)
+        products = []
         for i, (fi, fo) in enumerate(zip(wl.sizes[:-1], wl.sizes[1:])):
-            shapes.append(((B, fi), (fi, fo)))          # forward  A W'
-            shapes.append(((fo, B), (B, fi)))           # dW = dZ' A
+            products.append((operand(B, fi), operand(fi, fo, as_graphdsl)))    # forward  A W'
+            products.append((operand(fo, B, as_graphdsl), operand(B, fi)))     # dW = dZ' A
             if i:
-                shapes.append(((B, fo), (fo, fi)))      # dA = dZ W
-        self.products = [(rng.random(a).astype(self.dtype), rng.random(b).astype(self.dtype),
-                          np.empty((a[0], b[1]), self.dtype)) for a, b in shapes]
+                products.append((operand(B, fo), operand(fo, fi)))            # dA = dZ W
+        self.products = [(a, b, np.empty((a.shape[0], b.shape[1]), self.dtype)) for a, b in products]
         self.steps = len(wl.batches())
-        self.flops = self.steps * sum(2 * a[0] * a[1] * b[1] for a, b in shapes)  # of one run
+        self.flops = self.steps * sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in self.products)
         for a, b, out in self.products:  # BLAS starts its threads outside the timing
             np.dot(a, b, out)
 

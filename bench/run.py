@@ -90,6 +90,7 @@ DEFAULT_PEERS = {
     "W4": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
 }
 F32_PEERS = ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"]
+GEMM_LAYOUTS = {"contiguous": "C arrays (the bound)", "graphdsl": "graphdsl's: W and dZ read transposed"}
 
 
 def fmt(x, digits=3) -> str:
@@ -125,13 +126,15 @@ def bench_workload(key: str, args) -> tuple:
     entries = [(n, np.float64) for n in names]
     if key == "W4":
         entries += [(n, np.float32) for n in F32_PEERS if n in names]
-        entries += [("gemm", dt) for dt in (np.float64, np.float32)]  # the products alone, interleaved too
+        # the products alone, interleaved too, with C operands and as graphdsl lays them out
+        entries += [(f"gemm {layout}", dt) for dt in (np.float64, np.float32) for layout in GEMM_LAYOUTS]
     runners, rows = [], []
     for name, dt in entries:
-        make = P.Gemm if name == "gemm" else P.PEERS[name]
-        label = make.name + (" (float32)" if dt == np.float32 else "")
+        gemm = name.startswith("gemm")
+        make = P.Gemm if gemm else P.PEERS[name]
+        label = make.name + (f", {name[5:]}" if gemm else "") + (" (float32)" if dt == np.float32 else "")
         print(f"  {key}: setting up {label}", file=sys.stderr, flush=True)
-        peer = make(wl, dt)
+        peer = make(wl, dt, name[5:]) if gemm else make(wl, dt)
         warm = peer.warmup() if name in ("graphdsl", "jax-loop", "jax-step") else None
         runners.append(peer)
         rows.append({"peer": label, "name": name, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt,
@@ -149,8 +152,8 @@ def bench_workload(key: str, args) -> tuple:
             rows[i]["layers"] = peer.run()
             rows[i]["times"].append(time.perf_counter() - t)
         print(f"  {key}: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
-    products = [r for r in rows if r["name"] == "gemm"]
-    rows = [r for r in rows if r["name"] != "gemm"]
+    products = [r for r in rows if r["name"].startswith("gemm")]
+    rows = [r for r in rows if not r["name"].startswith("gemm")]
     for r in rows:
         r["loss"] = wl.loss(r.pop("layers"))
     # NumPy by hand in the same dtype: float32 rounding changes the path training takes
@@ -170,17 +173,19 @@ def bench_workload(key: str, args) -> tuple:
 
 def gemm_report(wl, rows, products) -> str:
     """The matrix products alone (bench.peers.Gemm, timed in the same rotation as the peers): their
-    throughput, the run time they bound, and the fraction of that bound graphdsl reaches."""
+    throughput, the run time they bound, and the fraction of that bound graphdsl reaches; with C
+    operands (the bound) and with the operand layouts of graphdsl's loop."""
     lines = ["GEMM (np.dot at W4's layer shapes, the run's steps of 3 forward + 3 weight-gradient + 2 "
              "input-gradient products, timed in the same rotation as the peers):", "",
-             "| dtype | GFLOP/s | GEMM-only samples/s (bound) | graphdsl's fraction of it |", "|---|---|---|---|"]
+             "| dtype | operands | GFLOP/s | GEMM-only samples/s | graphdsl's fraction of it |", "|---|---|---|---|---|"]
     graphdsl = {r["dtype"]: r["times"] for r in rows if r["name"] == "graphdsl"}
     for r in products:
         took = statistics.median(r["times"])
         # the median of each repetition's ratio: a repetition's two times were taken seconds apart
         frac = (statistics.median(p / g for p, g in zip(r["times"], graphdsl[r["dtype"]]))
                 if r["dtype"] in graphdsl else None)
-        lines.append(f"| {np.dtype(r['dtype']).name} | {r['flops'] / took / 1e9:.3g} | {fmt(wl.per_run / took)} | "
+        lines.append(f"| {np.dtype(r['dtype']).name} | {GEMM_LAYOUTS[r['name'][5:]]} | "
+                     f"{r['flops'] / took / 1e9:.3g} | {fmt(wl.per_run / took)} | "
                      f"{'-' if frac is None else f'{100 * frac:.0f}%'} |")
     return "\n".join(lines) + "\n\n"
 

@@ -197,10 +197,11 @@ class Results:
         text = self.path.read_text(encoding="utf-8")
         reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1], newline=""))  # whole lines
         rows = list(reader)
-        if reader.fieldnames and reader.fieldnames != self.columns:
-            raise DataError(f"{self.path} has the columns {', '.join(reader.fieldnames)}, but this sweep "
-                            f"writes {', '.join(self.columns)}: resume with the same --grid and --range names, "
-                            "or write to a new --out")
+        if text and reader.fieldnames != self.columns:  # a sweep writes its header line whole, first
+            found = (f"has the columns {', '.join(reader.fieldnames)}" if reader.fieldnames else
+                     "has no whole line, so no sweep's header")
+            raise DataError(f"{self.path} {found}, but this sweep writes {', '.join(self.columns)}: resume "
+                            "with the same --grid and --range names, or write to a new --out")
         cut_torn_line(self.path)  # only once it is known to be this sweep's: a trial cut short runs again
         return rows
 

@@ -202,6 +202,15 @@ def test_resume_runs_only_the_trials_without_a_row(job, serial, tmp_path, monkey
     assert out.read_bytes() == before, "a file that is not this sweep's is left as it was"
 
 
+def test_resuming_into_a_file_without_a_whole_line_leaves_it_as_it_was(job, tmp_path):
+    """No header can be read from it, so it is not this sweep's and must not be overwritten."""
+    out = tmp_path / "notes.txt"
+    out.write_text("a note without a newline")
+    with pytest.raises(sweep.DataError, match="no whole line"):
+        sweep.run_sweep(job, trials(), list(GRID), out, resume=True, workers=1)
+    assert out.read_text() == "a note without a newline"
+
+
 def test_a_killed_sweep_keeps_every_finished_row(job, tmp_path, monkeypatch):
     real, ran = sweep.run_trial, []
 

@@ -307,9 +307,10 @@ def main() -> int:
     ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    unknown = [p for p in (args.peers or "").split(",") if p and p not in P.PEERS]
-    if unknown:
-        ap.error(f"unknown peer {', '.join(unknown)}; the peers are {', '.join(P.PEERS)}")
+    for given, known, what in ((args.peers or "", P.PEERS, "peer"), (args.only, [*DEFAULT_PEERS, "cold"], "workload")):
+        unknown = [k for k in given.split(",") if k and k not in known]
+        if unknown:
+            ap.error(f"unknown {what} {', '.join(unknown)}; the {what}s are {', '.join(known)}")
     if args.child:
         child(*args.child, args.quick)
         return 0

@@ -1,6 +1,7 @@
 """A compiled spec as a Python object: forward values, gradients, Jacobians, parameters."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,9 @@ from .interpret import evaluate
 from .ir import Graph, fmt_shape
 from .lower import Spec
 from .ops.nn import not_class_indices
+
+# held while a program is built: models of one spec share its programs, across threads too
+_BUILDING = threading.Lock()
 
 ENGINES = ("numba", "numpy")
 
@@ -131,10 +135,12 @@ class Model:
                 for label, r in zip(program.labels, results)}
 
     def _program(self, key, build):
-        """What `build` makes for `key`, made once per spec: kernels, training plans and loops."""
+        """What `build` makes for `key`, made once per spec (by one thread, where a sweep's workers
+        train models of one spec): kernels, training plans and loops."""
         programs = self.spec.programs
-        if key not in programs:
-            programs[key] = build()
+        with _BUILDING:
+            if key not in programs:
+                programs[key] = build()
         return programs[key]
 
     # -- the public calls ---------------------------------------------------

@@ -13,6 +13,8 @@ loops: the XOR net at batch 1, 3 and all (7) with SGD, at batch 3 with Adam, and
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +249,26 @@ def test_a_spec_compiled_again_shares_what_was_built_but_not_its_params():
     assert same_params(again.params, first.params) and same_params(again.params, apart.params)
     assert xor(settings={"lr": 0.1}).spec is not first.spec
     assert xor(seed=1).spec is not first.spec
+
+
+def test_models_of_one_spec_training_in_two_threads_build_its_loop_once(monkeypatch):
+    """The second thread waits for the first one's loop instead of generating it again."""
+    built, real = [], codegen.train_loop
+
+    def slow_train_loop(*args, **kwargs):
+        built.append(1)
+        time.sleep(0.2)  # long enough for the other thread to ask for the loop meanwhile
+        return real(*args, **kwargs)
+    monkeypatch.setattr(codegen, "train_loop", slow_train_loop)
+    text = XOR + "# trained in two threads\n"
+    models = [graphdsl.compile(text) for _ in range(2)]
+    threads = [threading.Thread(target=m.train, kwargs=dict(MB, epochs=2)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1
+    assert same_params(models[0].params, models[1].params)
 
 
 def test_sgd_with_momentum_and_weight_decay_matches_torch():

@@ -10,7 +10,8 @@ Run from the repository root:
 
 Workloads (bench/workloads.py): W1 XOR 2-2-1 batch 1, W2 Iris full batch, W3 digits batch 32,
 W4 MNIST-size batch 128 (float64 for everyone, then float32 for everyone, plus the run's matrix
-products alone by np.dot, timed in the same rotation: the GEMM bound), and `cold`: fresh
+products alone by np.dot, timed in the same rotation: with C operands, the GEMM bound, and with
+the operand layouts graphdsl's loop reads), and `cold`: fresh
 processes, empty and warm caches. Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
 eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (lax.fori_loop), JAX
 with a jitted step, NumPy by hand.
@@ -123,22 +124,21 @@ def table(title: str, unit: str, rows: list) -> str:
 def bench_workload(key: str, args) -> tuple:
     wl = W.make(key, quick=args.quick)
     names = args.peers.split(",") if args.peers else DEFAULT_PEERS[key]
-    entries = [(n, np.float64) for n in names]
+    entries = [(n, np.float64, None) for n in names]
     if key == "W4":
-        entries += [(n, np.float32) for n in F32_PEERS if n in names]
+        entries += [(n, np.float32, None) for n in F32_PEERS if n in names]
         # the products alone, interleaved too, with C operands and as graphdsl lays them out
-        entries += [(f"gemm {layout}", dt) for dt in (np.float64, np.float32) for layout in GEMM_LAYOUTS]
+        entries += [("gemm", dt, layout) for dt in (np.float64, np.float32) for layout in GEMM_LAYOUTS]
     runners, rows = [], []
-    for name, dt in entries:
-        gemm = name.startswith("gemm")
-        make = P.Gemm if gemm else P.PEERS[name]
-        label = make.name + (f", {name[5:]}" if gemm else "") + (" (float32)" if dt == np.float32 else "")
+    for name, dt, layout in entries:
+        make = P.Gemm if name == "gemm" else P.PEERS[name]
+        label = make.name + (f", {layout}" if layout else "") + (" (float32)" if dt == np.float32 else "")
         print(f"  {key}: setting up {label}", file=sys.stderr, flush=True)
-        peer = make(wl, dt, name[5:]) if gemm else make(wl, dt)
+        peer = make(wl, dt, layout) if layout else make(wl, dt)
         warm = peer.warmup() if name in ("graphdsl", "jax-loop", "jax-step") else None
         runners.append(peer)
         rows.append({"peer": label, "name": name, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt,
-                     "flops": getattr(peer, "flops", None)})
+                     "layout": layout, "flops": getattr(peer, "flops", None)})
     reps = args.reps or (3 if args.quick else 5)
     for rep in range(reps):
         order = list(range(len(runners)))
@@ -152,8 +152,8 @@ def bench_workload(key: str, args) -> tuple:
             rows[i]["layers"] = peer.run()
             rows[i]["times"].append(time.perf_counter() - t)
         print(f"  {key}: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
-    products = [r for r in rows if r["name"].startswith("gemm")]
-    rows = [r for r in rows if not r["name"].startswith("gemm")]
+    products = [r for r in rows if r["name"] == "gemm"]
+    rows = [r for r in rows if r["name"] != "gemm"]
     for r in rows:
         r["loss"] = wl.loss(r.pop("layers"))
     # NumPy by hand in the same dtype: float32 rounding changes the path training takes
@@ -184,7 +184,7 @@ def gemm_report(wl, rows, products) -> str:
         # the median of each repetition's ratio: a repetition's two times were taken seconds apart
         frac = (statistics.median(p / g for p, g in zip(r["times"], graphdsl[r["dtype"]]))
                 if r["dtype"] in graphdsl else None)
-        lines.append(f"| {np.dtype(r['dtype']).name} | {GEMM_LAYOUTS[r['name'][5:]]} | "
+        lines.append(f"| {np.dtype(r['dtype']).name} | {GEMM_LAYOUTS[r['layout']]} | "
                      f"{r['flops'] / took / 1e9:.3g} | {fmt(wl.per_run / took)} | "
                      f"{'-' if frac is None else f'{100 * frac:.0f}%'} |")
     return "\n".join(lines) + "\n\n"

@@ -301,9 +301,9 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
     def part(name: str, span: tuple) -> str:
         return name if whole else f"{name}[{span[0]}:{span[1]}]"
 
-    def norm(nid: int) -> str:  # a minibatch's gather measured it (see loop_inputs)
+    def norm(nid: int) -> str:  # of the memory a value reads (a transpose has its source's norm)
         memory = memory_of(g, nid)
-        return f"norm_{var(memory)}" if plan.weights is not None and memory in plan.data else f"T.norm({var(memory)})"
+        return gathered_norm(memory) if plan.weights is not None and memory in plan.data else f"T.norm({var(memory)})"
     # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
     # every fused product is finite, before updating anything
     checks = ["np.isfinite(loss)", *(f"T.finite({part('grad', span)})" for span in rest)]
@@ -372,7 +372,13 @@ def loop_inputs(plan, shape, param_slots, data: list) -> tuple:
     top.append(Made(var(plan.weights), "np.ones(size, F)", 1))
     top += [buffer(plan.graph.nodes[nid]) for nid in plan.data]
     per_step.append(f"count = T.batch_rows(ids_e, s, size, mean, ids, {var(plan.weights)})")
-    return top, per_step + [f"norm_{var(nid)} = T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
+    return top, per_step + [f"{gathered_norm(nid)} = T.take({d}, ids, {var(nid)})" for d, nid in zip(data, plan.data)]
+
+
+def gathered_norm(nid: int) -> str:
+    """The local holding the Frobenius norm of data leaf `nid`'s minibatch, which T.take measures
+    as it gathers the rows (`product_fits` reads it)."""
+    return f"norm_{var(nid)}"
 
 
 def hits(plan, shape) -> tuple:

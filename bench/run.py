@@ -177,7 +177,8 @@ def gemm_report(wl, rows, products) -> str:
     operands (the bound) and with the operand layouts of graphdsl's loop."""
     lines = ["GEMM (np.dot at W4's layer shapes, the run's steps of 3 forward + 3 weight-gradient + 2 "
              "input-gradient products, timed in the same rotation as the peers):", "",
-             "| dtype | operands | GFLOP/s | GEMM-only samples/s | graphdsl's fraction of it |", "|---|---|---|---|---|"]
+             "| dtype | operands | GFLOP/s | GEMM-only samples/s | graphdsl's fraction of it |",
+             "|---|---|---|---|---|"]
     graphdsl = {r["dtype"]: r["times"] for r in rows if r["name"] == "graphdsl"}
     for r in products:
         took = statistics.median(r["times"])
@@ -313,10 +314,11 @@ def main() -> int:
     ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    for given, known, what in ((args.peers or "", P.PEERS, "peer"), (args.only, [*DEFAULT_PEERS, "cold"], "workload")):
-        unknown = [k for k in given.split(",") if k and k not in known]
+    known = {"peer": (args.peers or "", list(P.PEERS)), "workload": (args.only, [*DEFAULT_PEERS, "cold"])}
+    for what, (given, names) in known.items():
+        unknown = [k for k in given.split(",") if k and k not in names]
         if unknown:
-            ap.error(f"unknown {what} {', '.join(unknown)}; the {what}s are {', '.join(known)}")
+            ap.error(f"unknown {what} {', '.join(unknown)}; the {what}s are {', '.join(names)}")
     if args.child:
         child(*args.child, args.quick)
         return 0

@@ -1,15 +1,15 @@
 """graphdsl: a small language for differentiable computation graphs, compiled to Numba kernels."""
-__version__ = "0.1.0"
 
 import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from .errors import DataError, SpecError
-from .lower import lower as _lower
-from .model import Model
-from .parser import parse as _parse
+from graphdsl.version import __version__
+from graphdsl.errors import DataError, SpecError
+from graphdsl.frontend.lower import lower as _lower
+from graphdsl.model import Model
+from graphdsl.frontend.parser import parse as _parse
 
 
 def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed: int = 0,

@@ -10,7 +10,7 @@ import sys
 import click
 import numpy as np
 
-from .errors import DataError, SpecError
+from graphdsl.errors import DataError, SpecError
 
 spec_path = click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), default="numpy", show_default=True,
@@ -18,7 +18,7 @@ engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), def
 
 
 def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
-    from . import compile
+    from graphdsl import compile
 
     try:
         with open(path, "rb") as f:
@@ -59,7 +59,7 @@ def main():
 
 def requested(model, precision: int) -> str:
     """The tables a spec asks for (show, grad, jacobian), or every value if it asks for none."""
-    from .report import table
+    from graphdsl.tools.report import table
 
     values = model.forward()
     if not model.spec.requests:
@@ -85,7 +85,7 @@ PRINTED_PARAMS = 100  # more trained numbers than this are not printed
 
 def trained(model, history, precision: int) -> str:
     """What training did: the last epoch's metrics and the params it ended with."""
-    from .report import table
+    from graphdsl.tools.report import table
 
     epochs = history.epoch
     last = [(k, v[-1]) for k, v in history.history.items()] if epochs else []
@@ -98,7 +98,7 @@ def trained(model, history, precision: int) -> str:
 
 def predictions(model, source) -> str:
     """CSV, one row an example: the predicted values, with the class for a classifier."""
-    from .records import csv_row, flat_names, quoted_line
+    from graphdsl.training.records import csv_row, flat_names, quoted_line
 
     values = model.predict(source)
     train = model.spec.training
@@ -112,7 +112,7 @@ def predictions(model, source) -> str:
 
 def command_line_data(source: str | None):
     """--data: a built-in set, or files (comma-separated) relative to the current directory."""
-    from .data import BUILTIN
+    from graphdsl.training.data import BUILTIN
 
     if source is None or source in BUILTIN:
         return source
@@ -121,7 +121,7 @@ def command_line_data(source: str | None):
 
 
 def settings_from(pairs) -> dict:
-    from .expand import parse_override, split_pair
+    from graphdsl.frontend.expand import parse_override, split_pair
 
     return {name: parse_override(value) for name, value in (split_pair(pair, "--set") for pair in pairs)}
 
@@ -147,8 +147,8 @@ def settings_from(pairs) -> dict:
 def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
         detect_anomaly):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for."""
-    from . import records
-    from .train import TrainingError, TrainingInterrupted, detect_anomaly as anomaly
+    from graphdsl.training import records
+    from graphdsl.training.trainer import TrainingError, TrainingInterrupted, detect_anomaly as anomaly
 
     model = open_spec(spec, engine, settings_from(sets))
     data = command_line_data(data)
@@ -200,7 +200,7 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
 @click.option("--eps", default=1e-6, show_default=True, help="central-difference step")
 def check(spec, engine, rtol, atol, eps):
     """Parse and shape-check SPEC, then check its gradients against finite differences."""
-    from .gradcheck import gradcheck
+    from graphdsl.tools.gradcheck import gradcheck
 
     model = open_spec(spec, engine)
     if model.loss is None:
@@ -248,7 +248,7 @@ def show_code(spec, grad):
 def explain(spec, node, loss, precision):
     """Print dLOSS/dNODE by the chain rule: every path of named nodes from NODE to the loss, each
     local derivative on it, their products and sum, and the gradient autodiff computes."""
-    from .explain import chain_rule, render
+    from graphdsl.tools.explain import chain_rule, render
 
     result = chain_rule(open_spec(spec), node, loss)
     click.echo(render(result, precision))
@@ -280,8 +280,8 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
     import time
     from pathlib import Path
 
-    from . import sweep as sw
-    from .expand import split_pair
+    from graphdsl.tools import sweep as sw
+    from graphdsl.frontend.expand import split_pair
 
     model = open_spec(spec)
     if model.spec.training is None:  # a bad spec is reported once, not once per trial

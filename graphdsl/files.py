@@ -31,3 +31,12 @@ def cut_torn_line(path) -> None:
     with open(path, "rb+") as f:
         text = f.read()
         f.truncate(text.rfind(b"\n") + 1)
+
+
+def cache_dir() -> Path:
+    """GRAPHDSL_CACHE_DIR, else the user's cache directory for graphdsl."""
+    env = os.environ.get("GRAPHDSL_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("graphdsl"))

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import codegen, jit
-from .autodiff import backward
-from .errors import ClassIndexError, DataError, SpecError
-from .interpret import evaluate
-from .ir import Graph, fmt_shape
-from .lower import Spec
-from .ops.nn import not_class_indices
+from graphdsl.backend import codegen
+from graphdsl.backend import cache as jit
+from graphdsl.transforms.autodiff import backward
+from graphdsl.errors import ClassIndexError, DataError, SpecError
+from graphdsl.transforms.interpret import evaluate
+from graphdsl.ir.graph import Graph
+from graphdsl.ir.shapes import fmt_shape
+from graphdsl.frontend.lower import Spec
+from graphdsl.ir.ops.nn import not_class_indices
 
 # held while a program is built: models of one spec share its programs, across threads too
 _BUILDING = threading.Lock()
@@ -208,7 +210,7 @@ class Model:
         CSV path. checkpoint: an .npz path saved after every chunk of epochs; resume: one to start from.
         The loop runs compiled, whatever the model's engine.
         """
-        from .train import Trainer
+        from graphdsl.training.trainer import Trainer
 
         if self.spec.training is None:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
@@ -220,10 +222,10 @@ class Model:
     def predict(self, data, node: str | None = None) -> np.ndarray:
         """Values of `node` for every example in `data` (a path, "iris", or a dict of input arrays),
         at the current params; by default the scores or probabilities the loss compares with the target."""
-        from .train import predict
+        from graphdsl.training.trainer import predict
 
         return predict(self, data, node)
 
     def summary(self) -> str:
-        from .report import summary
+        from graphdsl.tools.report import summary
         return summary(self.spec)

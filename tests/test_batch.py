@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 
 import graphdsl
-from graphdsl import SpecError, batch
-from graphdsl.autodiff import backward
-from graphdsl.batch import batched
-from graphdsl.interpret import evaluate
-from graphdsl.ir import Graph
-from graphdsl.ops import OPS, Sym
-from graphdsl.train import Trainer
+from graphdsl import SpecError
+from graphdsl.transforms import batch
+from graphdsl.transforms.autodiff import backward
+from graphdsl.transforms.batch import batched
+from graphdsl.transforms.interpret import evaluate
+from graphdsl.ir.graph import Graph
+from graphdsl.ir.ops import OPS
+from graphdsl.ir.sym import Sym
+from graphdsl.training.trainer import Trainer
 
 RTOL = ATOL = 1e-12
 B = 4

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 import graphdsl
-from graphdsl import codegen, kernels as K, train_kernels as T
-from graphdsl.ir import Graph
-from graphdsl.ops import Sym
-from graphdsl.train import data_leaves, make_plan
+from graphdsl.backend import codegen
+from graphdsl.backend.runtime import kernels as K
+from graphdsl.backend.runtime import step as T
+from graphdsl.ir.graph import Graph
+from graphdsl.ir.sym import Sym
+from graphdsl.training.trainer import data_leaves, make_plan
 
 
 def test_an_elementwise_chain_is_one_loop_nest_with_one_buffer():

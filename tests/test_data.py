@@ -1,4 +1,4 @@
-"""graphdsl.data: loading examples for a spec's inputs and targets, and every way it can fail.
+"""graphdsl.training.data: loading examples for a spec's inputs and targets, and every way it can fail.
 
 Expected values come from independent computations here (literal tables, struct-packed IDX
 bytes, scikit-learn and NumPy directly), never from the loader itself.
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphdsl import data
-from graphdsl.data import BUILTIN, Field, load, split
+from graphdsl.training import data
+from graphdsl.training.data import BUILTIN, Field, load, split
 from graphdsl.errors import DataError
 
 X4 = Field("x", "input", (4,))

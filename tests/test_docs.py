@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphdsl
-from graphdsl.functions import FUNCTIONS, INITIALISERS
+from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 TEXT = DOC.read_text(encoding="utf-8")

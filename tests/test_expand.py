@@ -12,7 +12,7 @@ import pytest
 import graphdsl
 from graphdsl import DataError, SpecError
 from graphdsl.cli import open_spec, settings_from
-from graphdsl.expand import parse_override
+from graphdsl.frontend.expand import parse_override
 
 MLP = Path(__file__).resolve().parent.parent / "specs" / "mlp.nn"
 

@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 
 import graphdsl
-import graphdsl.explain
+import graphdsl.tools.explain
 from graphdsl.cli import main
-from graphdsl.explain import chain_rule
+from graphdsl.tools.explain import chain_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK2 = ROOT / "specs" / "seed001_task2_paths.nn"
@@ -217,8 +217,8 @@ def test_const_and_missing_loss_are_errors(tmp_path):
 
 
 def test_disagreement_exits_1(monkeypatch):
-    real = graphdsl.explain.local_derivatives
-    monkeypatch.setattr(graphdsl.explain, "local_derivatives",
+    real = graphdsl.tools.explain.local_derivatives
+    monkeypatch.setattr(graphdsl.tools.explain, "local_derivatives",
                         lambda model, edges: {e: 2 * v for e, v in real(model, edges).items()})
     result = invoke("explain", TASK2, "n1")
     assert result.exit_code == 1

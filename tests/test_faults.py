@@ -270,7 +270,7 @@ def wait_for(path: Path, proc, seconds=120):
 
 
 def weights(path: Path):
-    from graphdsl import records
+    from graphdsl.training import records
     return records.load_weights(path, {"w": (2,), "b": ()})
 
 
@@ -385,7 +385,7 @@ def test_sigkill_then_resume_gives_the_trace_log_and_weights_of_an_uninterrupted
 
 
 def test_resuming_into_a_trace_of_another_spec_is_refused(tmp_path):
-    from graphdsl import records
+    from graphdsl.training import records
     (tmp_path / "long.nn").write_text(LONG.replace("epochs=1000000000", "epochs=2"))
     records.save_weights(tmp_path / "ck.npz", {"w": np.zeros(2), "b": np.float64(0)},
                          {"optimizer": np.zeros(6)}, {"step": 3, "epoch": 1})
@@ -401,7 +401,7 @@ def test_resuming_into_a_trace_of_another_spec_is_refused(tmp_path):
 @pytest.mark.parametrize("loss", ["softmax_ce(z, 1)", "logsumexp(z)", "bce_logits(z[0], 1)", "bce_logits(z[1], 1)"])
 @pytest.mark.parametrize("logits", ["[1000, -1000]", "[1e-300, -1e-300]", "[700, 710]"])
 def test_stable_forms_stay_finite_for_extreme_logits(loss, logits):
-    from graphdsl.train import detect_anomaly
+    from graphdsl.training.trainer import detect_anomaly
     model = graphdsl_compile(f"input z = {logits}\nL = {loss}\ngrad L wrt z\n")
     assert detect_anomaly(model) is None
     assert np.isfinite(model.forward()["L"]) and np.all(np.isfinite(model.grad()["z"]))

@@ -25,8 +25,8 @@ from lark import Lark
 from lark.grammar import NonTerminal
 
 import graphdsl
-from graphdsl.functions import FUNCTIONS, INITIALISERS
-from graphdsl.parser import grammar_text
+from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS
+from graphdsl.frontend.parser import grammar_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = sorted((ROOT / "specs").glob("*.nn")) + sorted((ROOT / "tests" / "golden").glob("*.nn"))

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 import graphdsl
-from graphdsl.autodiff import backward
-from graphdsl.batch import batched
+from graphdsl.transforms.autodiff import backward
+from graphdsl.transforms.batch import batched
 from graphdsl.errors import SpecError
-from graphdsl.functions import FUNCTIONS
-from graphdsl.ops import OPS
+from graphdsl.frontend.functions import FUNCTIONS
+from graphdsl.ir.ops import OPS
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "specs"
 SPECS = sorted(SPEC_DIR.glob("*.nn"))

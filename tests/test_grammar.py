@@ -9,8 +9,8 @@ import lark
 import pytest
 from lark import Lark, logger
 
-from graphdsl import ast
-from graphdsl.parser import grammar_text, parse
+from graphdsl.frontend import ast
+from graphdsl.frontend.parser import grammar_text, parse
 
 
 def test_grammar_has_no_lalr_conflicts(caplog):
@@ -62,8 +62,8 @@ def test_comments_blank_lines_and_no_final_newline():
 
 
 def test_a_source_checkout_finds_its_grammar():
-    """Python started in the repository imports graphdsl/ from there, which has no grammars
-    package (the build maps grammars/ into it): the top-level grammar must be found instead."""
+    """Python started in the repository imports graphdsl/ from there, not the installed copy:
+    the grammar beside the parser must be found there too."""
     root = Path(__file__).resolve().parent.parent
     lark_home = Path(lark.__file__).resolve().parent.parent  # site-packages, without its .pth files
     code = "import graphdsl; print(graphdsl.__file__, graphdsl.compile('input x = 1\\ny = x * 2\\n').forward()['y'])"

@@ -17,12 +17,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphdsl import codegen, jit
-from graphdsl.autodiff import backward
-from graphdsl.interpret import evaluate
-from graphdsl.ir import Graph
-from graphdsl.loops import LOOPS
-from graphdsl.ops import OPS
+from graphdsl.backend import codegen
+from graphdsl.backend import cache as jit
+from graphdsl.transforms.autodiff import backward
+from graphdsl.transforms.interpret import evaluate
+from graphdsl.ir.graph import Graph
+from graphdsl.backend.loops import LOOPS
+from graphdsl.ir.ops import OPS
 
 RNG = np.random.default_rng(20240611)
 

@@ -45,4 +45,4 @@ def test_non_editable_install_parses_a_spec(tmp_path):
                          capture_output=True, text=True).stdout.split()
     assert Path(out[0]).is_relative_to(site)
     assert float(out[1]) == 3.0
-    assert (site / "graphdsl" / "grammars" / "graphdsl.lark").is_file()
+    assert (site / "graphdsl" / "frontend" / "graphdsl.lark").is_file()

@@ -1,4 +1,4 @@
-"""Tests for graphdsl.records: trace and epoch CSVs, weight files, History and plots.
+"""Tests for graphdsl.training.records: trace and epoch CSVs, weight files, History and plots.
 
 Expected values are written out by hand or computed independently (the csv module,
 pandas, np.load, raw bytes), never by the code under test.
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from graphdsl.errors import DataError
-from graphdsl.records import (EpochLog, History, TraceWriter, flat_names, grad_names,
+from graphdsl.training.records import (EpochLog, History, TraceWriter, flat_names, grad_names,
                               load_weights, plot_history, read_trace, save_weights)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -126,7 +126,7 @@ def test_the_package_never_evaluates_text_or_unpickles(path):
 
 
 def test_pickled_weights_are_refused(tmp_path):
-    from graphdsl import records
+    from graphdsl.training import records
     path = tmp_path / "w.npz"
     np.savez(path, W=np.array([{"a": 1}], dtype=object))
     with pytest.raises(DataError, match="never pickled objects"):

@@ -4,7 +4,7 @@ import csv
 import pytest
 from click.testing import CliRunner
 
-from graphdsl import sweep
+from graphdsl.tools import sweep
 from graphdsl.cli import main
 
 # A small net on inline data with a validation split, so every metric column is filled.

@@ -24,9 +24,10 @@ import torch
 from click.testing import CliRunner
 
 import graphdsl
-from graphdsl import DataError, codegen
+from graphdsl import DataError
+from graphdsl.backend import codegen
 from graphdsl.cli import main
-from graphdsl.train import TrainingError, data_leaves, make_plan
+from graphdsl.training.trainer import TrainingError, data_leaves, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-12

@@ -1,11 +1,11 @@
-"""graphdsl.vecmath's exp and tanh against extended-precision references (np.longdouble, 64-bit
+"""graphdsl.backend.runtime.vecmath's exp and tanh against extended-precision references (np.longdouble, 64-bit
 mantissa on x86), measured in float64 ulps, plus the values where a formula could go wrong
 (those need no long double)."""
 import numpy as np
 import pytest
 from numba import njit
 
-from graphdsl import vecmath as M
+from graphdsl.backend.runtime import vecmath as M
 
 # the ulp measurements need a reference more precise than float64
 extended = pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs an extended long double")

@@ -1,1 +1,0 @@
-"""The graphdsl grammar, installed as the package graphdsl.grammars."""

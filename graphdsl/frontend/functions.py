@@ -1,0 +1,176 @@
+"""The functions a spec may call, each built from registry ops.
+
+A function is either one op (`sigmoid`) or a composite of several (`mse`,
+`softmax_ce`), so every gradient still comes from the registry's rules.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from graphdsl.ir.shapes import ShapeError, fmt_shape
+from graphdsl.ir.ops import OPS
+from graphdsl.ir.sym import Sym
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    params: tuple            # positional parameter names
+    build: Callable          # build(*syms, **kwargs) -> Sym
+    doc: str
+    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | count | axis | reduce
+    optional: int = 0        # how many of the last params a call may leave out (build gives them defaults)
+
+
+FUNCTIONS: dict[str, Function] = {}
+REDUCE = ("mean", "sum")
+
+
+def define(name, params, build, doc, optional=0, **kwargs):
+    FUNCTIONS[name] = Function(name, tuple(params), build, doc, kwargs, optional)
+
+
+for _op in ("sigmoid", "tanh", "relu", "step", "is_zero", "exp", "log", "sin", "cos", "sqrt",
+            "abs", "softplus", "softmax", "log_softmax", "logsumexp", "transpose"):
+    define(_op, ["x"], (lambda op: lambda x: x.op(op))(_op), OPS[_op].doc)
+
+define("eq", ["a", "b"], lambda a, b: a.op("eq", b), "1 where a == b exactly, else 0; zero gradient")
+define("outer", ["u", "v"], lambda u, v: u.op("outer", v), "outer product u v'")
+
+
+def mean(x: Sym, axis=None) -> Sym:
+    return x.op("sum", axis=axis) / float(np.prod(x.shape if axis is None else x.shape[axis]))
+
+
+define("sum", ["x"], lambda x, axis=None: x.op("sum", axis=axis), "sum of all entries, or along axis=k",
+       axis=("axis", None))
+define("mean", ["x"], mean, "mean of all entries, or along axis=k", axis=("axis", None))
+define("max", ["x"], lambda x, axis=None: x.op("max", axis=axis),
+       "largest entry, or along axis=k; ties share the gradient", axis=("axis", None))
+
+
+def dot(a: Sym, b: Sym) -> Sym:
+    if len(a.shape) != 1 or a.shape != b.shape:
+        raise ShapeError(f"needs two vectors of one length, not {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    return a @ b
+
+
+define("dot", ["u", "v"], dot, "u . v for two vectors of one length")
+define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=stride),
+       "valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+j); add a bias yourself",
+       stride=("int", 1))
+
+
+def conv2d(x: Sym, k: Sym, b: Sym | None = None, stride=1, padding=0) -> Sym:
+    z = x.op("conv2d", k, stride=stride, padding=padding)
+    if b is None:
+        return z
+    if b.shape != z.shape[:1]:
+        raise ShapeError(f"the bias must be {fmt_shape(z.shape[:1])}, one entry per kernel, not {fmt_shape(b.shape)}")
+    # b[f] is added at every output position of kernel f
+    return z + b.op("expand", shape=z.shape[:2], axis=1).op("expand", shape=z.shape, axis=2)
+
+
+define("conv2d", ["x", "k", "b"], conv2d,
+       "2-D cross-correlation of an image x [C, H, W] with kernels k [F, C, kh, kw], plus an optional bias b [F]",
+       optional=1, stride=("int", 1), padding=("count", 0))
+
+
+# -- losses: an elementwise (or per-row) loss, then the declared reduction ---
+
+def reduce_loss(per_item: Sym, reduce: str) -> Sym:
+    if per_item.shape == ():
+        return per_item
+    return mean(per_item) if reduce == "mean" else per_item.op("sum")
+
+
+def check_pair(pred: Sym, target: Sym) -> None:
+    try:
+        joint = np.broadcast_shapes(pred.shape, target.shape)
+    except ValueError:
+        joint = None
+    if joint != pred.shape:
+        raise ShapeError(f"the prediction is {fmt_shape(pred.shape)} but the target is {fmt_shape(target.shape)}")
+
+
+def pairwise(name, per_item, doc):
+    def build(pred, target, reduce="mean"):
+        check_pair(pred, target)
+        return reduce_loss(per_item(pred, target), reduce)
+    define(name, ["prediction", "target"], build, doc, reduce=("reduce", "mean"))
+
+
+pairwise("mse", lambda p, t: (p - t) * (p - t), "(p - t)^2, averaged (reduce=mean) or summed (reduce=sum)")
+pairwise("half_se", lambda p, t: 0.5 * (p - t) * (p - t), "0.5 (p - t)^2, averaged or summed")
+
+
+def bce_logits(z: Sym, t: Sym) -> Sym:
+    return z.op("softplus") - t * z
+
+
+def bce(p: Sym, t: Sym) -> Sym:
+    """On a sigmoid written inside the call, the logits form: the same value, finite where p rounds
+    to 0 or 1, and a gradient of sigmoid(z) - t that skips two divisions. A named sigmoid stays: its
+    own gradient must come through it."""
+    node = p.g.nodes[p.id]
+    if node.op == "sigmoid" and p.id not in p.g.names.values():
+        return bce_logits(Sym(p.g, node.args[0]), t)
+    return -(t * p.op("log") + (1.0 - t) * (1.0 - p).op("log"))
+
+
+pairwise("bce", bce, "binary cross-entropy -(t log p + (1-t) log(1-p)) on probabilities p, natural log;"
+         " bce(sigmoid(z), t) is computed as bce_logits(z, t)")
+pairwise("bce_logits", bce_logits, "binary cross-entropy on logits z, stable: softplus(z) - t z")
+
+
+def softmax_ce(z, t, reduce="mean"):
+    if z.shape and t.shape == z.shape:
+        per_row = -(t * z.op("log_softmax")).op("sum", axis=len(z.shape) - 1)
+    elif z.shape and t.shape == z.shape[:-1]:
+        literal = t.g.nodes[t.id]
+        classes = z.shape[-1]
+        if literal.op == "scalar" and literal.kw["value"] not in range(classes):
+            raise ShapeError(f"class index {literal.kw['value']:g} is not a whole number from 0 to {classes - 1}")
+        per_row = z.op("logsumexp") - z.op("pick", t)
+    else:
+        index = "a class index (a scalar)" if len(z.shape) == 1 else f"class indices {fmt_shape(z.shape[:-1])}"
+        onehot = "a one-hot vector" if len(z.shape) == 1 else "one-hot rows"
+        raise ShapeError(f"scores are {fmt_shape(z.shape)}, so the target must be {index} "
+                         f"or {onehot} {fmt_shape(z.shape)}, not {fmt_shape(t.shape)}")
+    return reduce_loss(per_row, reduce)
+
+
+define("softmax_ce", ["scores", "target"], softmax_ce,
+       "softmax cross-entropy of scores against class indices or one-hot rows, stable form",
+       reduce=("reduce", "mean"))
+
+# Initialisers give a param its first value; each maps to the settings it takes.
+INITIALISERS = {
+    "zeros": (),
+    "ones": (),
+    "normal": ("mean", "std", "seed"),       # mean 0, std 1
+    "uniform": ("low", "high", "seed"),      # low -1, high 1
+    "xavier": ("seed",),                     # Glorot uniform, limit sqrt(6 / (fan_in + fan_out))
+    "he": ("seed",),                         # He normal, std sqrt(2 / fan_in)
+}
+
+
+def draw(kind: str, kw: dict, shape: tuple, rng) -> np.ndarray:
+    """An initialiser's values. W[out, in] is read as fan_out = out, fan_in = in; a conv kernel
+    [F, C, kh, kw] as fan_in = C kh kw and fan_out = F kh kw, as PyTorch reads them."""
+    window = math.prod(shape[2:])
+    fan_in, fan_out = (shape[1] * window, shape[0] * window) if len(shape) > 1 else (shape[-1], shape[-1])
+    if kind in ("zeros", "ones"):
+        return np.full(shape, 0.0 if kind == "zeros" else 1.0)
+    if kind == "normal":
+        return rng.normal(kw.get("mean", 0.0), kw.get("std", 1.0), shape)
+    if kind == "uniform":
+        return rng.uniform(kw.get("low", -1.0), kw.get("high", 1.0), shape)
+    if kind == "xavier":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, shape)
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)

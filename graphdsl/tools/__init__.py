@@ -1,0 +1,1 @@
+"""Clients of Model: explain, gradcheck, sweep and report."""

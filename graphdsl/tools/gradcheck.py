@@ -1,0 +1,56 @@
+"""Gradient check by central differences in float64, as torch.autograd.gradcheck does:
+an entry passes when |analytic - numeric| <= atol + rtol * |numeric|."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphdsl.model import Model
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    name: str
+    index: tuple
+    analytic: float
+    numeric: float
+
+
+def numeric_grad(model: Model, loss: str, name: str, inputs: dict, eps: float) -> np.ndarray:
+    base = np.array(model.forward(**inputs)[name], dtype=np.float64)
+    grad = np.zeros_like(base)
+    for index in np.ndindex(base.shape):
+        values = []
+        for step in (eps, -eps):
+            moved = base.copy()
+            moved[index] += step
+            values.append(float(model.forward(**{**inputs, name: moved})[loss]))
+        grad[index] = (values[0] - values[1]) / (2 * eps)
+    return grad
+
+
+def gradcheck(model: Model, loss: str | None = None, *, eps=1e-6, rtol=1e-5, atol=1e-7,
+              inputs: dict | None = None) -> tuple[dict, list]:
+    """Compare the model's gradients with central differences for every input, target and param.
+
+    Returns (the largest error per name, the mismatching entries).
+    """
+    loss = loss or model.loss
+    inputs = dict(inputs or {})
+    reference = Model(model.spec, engine="numpy")
+    reference.params = model.params
+    analytic = model.grad(loss, **inputs)
+    errors, bad = {}, []
+    for name in model.spec.names_of("input", "target", "param"):
+        if name in model.class_indices:  # moving a class index by eps is meaningless
+            continue
+        numeric = numeric_grad(reference, loss, name, inputs, eps)
+        exact = np.asarray(analytic[name], dtype=np.float64)
+        diff = np.abs(exact - numeric)
+        errors[name] = float(diff.max()) if diff.size else 0.0
+        failed = ~(diff <= atol + rtol * np.abs(numeric))  # a nan difference (inf, or nan, on one side) fails
+        for index in np.ndindex(failed.shape):
+            if failed[index]:
+                bad.append(Mismatch(name, index, float(exact[index]), float(numeric[index])))
+    return errors, bad

@@ -1,0 +1,340 @@
+"""Sweeps: many trainings of one spec, one a trial, serially or on a Dask cluster.
+
+A trial is plain data, its settings and a seed. Whoever runs it (this process or a Dask
+worker) compiles the spec text itself with `graphdsl.compile`: generated modules are cached
+on disk under a content hash and kept in the process once imported, so a worker compiles a
+graph at most once however many trials of it it runs, and never receives compiled code.
+
+Results go to a CSV, one row a trial, each row written and flushed as its trial finishes,
+so a killed sweep keeps every finished row and `resume` skips the trials that have one.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphdsl.training.data import number_text
+from graphdsl.errors import DataError, SpecError
+from graphdsl.frontend.expand import parse_override
+from graphdsl.files import cut_torn_line
+from graphdsl.training.records import quoted_line
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+LOWER_IS_BETTER = ("loss", "val_loss")
+RESULTS = [c for m in METRICS for c in (m, f"best_{m}")] + ["status", "error", "seconds"]
+
+
+# -- what to sweep ------------------------------------------------------------
+
+def parse_values(text: str) -> list:
+    """`0.01,0.1`, `sgd,adam` or `[16],[64,32]`: values separated by commas, where a bracketed
+    list is one value of a list setting (`16` alone is the one-entry list [16]); `[]` is empty."""
+    values = []
+    for item in re.findall(r"\[[^\]]*\]|[^,]+", text):
+        item = item.strip()
+        bracketed = item.startswith("[") and item.endswith("]")
+        value = parse_override(item[1:-1] if bracketed else item)
+        if isinstance(value, str) and (bracketed or "[" in value or "]" in value):
+            raise DataError(f"`{item}` is not a value: write numbers, a word, or a list like [64,32]")
+        if value != "":
+            values.append(value)
+    if not values:
+        raise DataError(f"`{text}` gives no values")
+    return values
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where random search draws a setting from: uniform, or log-uniform, optionally rounded."""
+
+    low: float
+    high: float
+    log: bool = False
+    whole: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Range":
+        """`LOW:HIGH`, then optionally `:log` (log-uniform) and `:int` (rounded to whole numbers)."""
+        low, _, rest = text.partition(":")
+        high, _, flags = rest.partition(":")
+        flags = set(flags.split(":")) - {""}
+        try:
+            low, high = float(low), float(high)
+        except ValueError:
+            raise DataError(f"`{text}` is not LOW:HIGH[:log][:int], as in 0.001:0.1:log") from None
+        if flags - {"log", "int"} or not low < high or ("log" in flags and low <= 0):
+            raise DataError(f"`{text}` is not LOW:HIGH[:log][:int] with LOW < HIGH (and LOW > 0 for log)")
+        return cls(low, high, "log" in flags, "int" in flags)
+
+    def draw(self, rng) -> tuple:
+        if self.log:
+            x = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            x = rng.uniform(self.low, self.high)
+        return (float(round(x)) if self.whole else float(x),)
+
+
+@dataclass(frozen=True)
+class Trial:
+    settings: dict   # every --set and swept value by name: a tuple of numbers, or a word
+    seed: int        # the param initialisation seed and `minimize`'s seed (shuffles, validation split)
+
+    @property
+    def id(self) -> str:
+        """A hash of the settings and the seed, so the same trial has the same id in every run."""
+        key = json.dumps([sorted(self.settings.items()), self.seed])
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def plan(fixed: dict, grid: dict, ranges: dict, random: int, seeds: int) -> list[Trial]:
+    """Every grid point, crossed with `random` points drawn from the ranges, crossed with the seeds.
+
+    The draws come from a fixed seed, so a sweep can be resumed, and the first N points of
+    `random=2N` are the points of `random=N`.
+    """
+    if "seed" in {*fixed, *grid, *ranges}:
+        raise DataError("a trial's seed comes from --seeds N (seeds 0 to N-1), not from a setting")
+    clash = (set(fixed) & set(grid)) | (set(fixed) & set(ranges)) | (set(grid) & set(ranges))
+    if clash:
+        raise DataError(f"`{sorted(clash)[0]}` is given more than once among --set, --grid and --range")
+    if bool(random) != bool(ranges):
+        raise DataError("random search needs both --random N and at least one --range")
+    if seeds < 1:
+        raise DataError("--seeds must be at least 1")
+    rng = np.random.default_rng(0)
+    drawn = [{name: r.draw(rng) for name, r in ranges.items()} for _ in range(random)] or [{}]
+    points = [{**dict(zip(grid, combo)), **d} for d in drawn for combo in itertools.product(*grid.values())]
+    trials = [Trial({**fixed, **p}, s) for p in points for s in range(seeds)]
+    return list({t.id: t for t in trials}.values())  # a value repeated in --grid runs once
+
+
+# -- one trial ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """What every trial shares: the spec's text, its file name and the data to train on."""
+
+    text: str
+    filename: str = "<spec>"
+    data: str | tuple | None = None  # a built-in name, or absolute paths
+
+
+def run_trial(job: Job, trial: Trial) -> dict:
+    """Compile and train one trial; its metrics, status, error message and wall time.
+
+    A bad setting or a non-finite loss fails this trial only."""
+    import graphdsl
+    from graphdsl.training.trainer import TrainingError
+
+    began = time.perf_counter()
+    try:
+        model = graphdsl.compile(job.text, filename=job.filename, seed=trial.seed,
+                                 settings={**trial.settings, "seed": trial.seed})
+        result = {**final_metrics(model.train(job.data)), "status": "ok", "error": ""}
+    except (TrainingError, DataError, SpecError) as err:
+        result = {"status": "error", "error": str(err)}
+    return {**result, "seconds": time.perf_counter() - began}
+
+
+def final_metrics(history) -> dict:
+    """Each metric's last epoch and its best epoch (lowest loss, highest accuracy)."""
+    out = {}
+    for name in METRICS:
+        if name in history.history:
+            values = np.asarray(history[name], dtype=np.float64)
+            best = np.nanmin if name in LOWER_IS_BETTER else np.nanmax
+            out[name], out[f"best_{name}"] = float(values[-1]), float(best(values))
+    return out
+
+
+# -- the results file -----------------------------------------------------------
+
+def show(value) -> str:
+    """A value as the CSV writes it: a number, a word, or a list like [64,32]."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        text = ",".join(show(v) for v in value)
+        return text if len(value) == 1 else f"[{text}]"
+    return number_text(value)
+
+
+def row_of(trial: Trial, swept: list, result: dict) -> dict:
+    row = {"trial": trial.id, "seed": trial.seed, **{k: show(trial.settings[k]) for k in swept}}
+    row.update({k: show(v) if isinstance(v, float) else v for k, v in result.items() if k != "seconds"})
+    row["seconds"] = f"{result['seconds']:.3f}"
+    return row
+
+
+class Results:
+    """The results CSV: a header, then one row a trial, each written in one write and flushed."""
+
+    def __init__(self, path, swept: list, resume: bool):
+        self.path, self.columns = Path(path), ["trial", "seed", *swept, *RESULTS]
+        self.rows = self.read() if resume and self.path.exists() else []
+        try:
+            self.file = open(self.path, "a" if self.rows else "w", encoding="utf-8", newline="")
+        except OSError as err:
+            raise DataError(f"cannot write {path}: {err.strerror or err}") from None
+        if not self.rows:
+            self.write(dict(zip(self.columns, self.columns)))
+
+    def read(self) -> list[dict]:
+        text = self.path.read_text(encoding="utf-8")
+        reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1], newline=""))  # whole lines
+        rows = list(reader)
+        if text and reader.fieldnames != self.columns:  # a sweep writes its header line whole, first
+            found = (f"has the columns {', '.join(reader.fieldnames)}" if reader.fieldnames else
+                     "has no whole line, so no sweep's header")
+            raise DataError(f"{self.path} {found}, but this sweep writes {', '.join(self.columns)}: resume "
+                            "with the same --grid and --range names, or write to a new --out")
+        cut_torn_line(self.path)  # only once it is known to be this sweep's: a trial cut short runs again
+        return rows
+
+    @property
+    def done(self) -> set:
+        return {row["trial"] for row in self.rows}
+
+    def write(self, row: dict) -> None:
+        self.file.write(quoted_line([row.get(c, "") for c in self.columns]))  # one quoted CSV line
+        self.file.flush()
+
+    def append(self, row: dict) -> None:
+        self.write(row)
+        self.rows.append({c: str(row.get(c, "")) for c in self.columns})
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# -- running the trials -----------------------------------------------------------
+
+def dask_available() -> bool:
+    return importlib.util.find_spec("distributed") is not None
+
+
+def scheduler_address(address: str | None) -> str | None:
+    """--address, else Dask's own setting (the DASK_SCHEDULER_ADDRESS variable or its config)."""
+    if address or not dask_available():
+        return address
+    import dask
+    return dask.config.get("scheduler-address", None)
+
+
+def local_cluster(workers: int):
+    """Worker processes of one thread on this machine, listening on loopback only. With no
+    dashboard the scheduler still serves /health over HTTP: on a free port, not 8787.
+    Dask's warnings (such as a worker slow to exit at shutdown) are not the user's to act on."""
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                        silence_logs=logging.ERROR)
+
+
+def execute(job: Job, trials: list, done, address: str | None = None, workers: int | None = None) -> None:
+    """Run the trials, calling done(trial, result) as each finishes: in this process when
+    workers == 1 (or Dask is missing), else on the cluster at `address` or a local one."""
+    address = scheduler_address(address)
+    if address is None and (workers == 1 or not dask_available()):
+        for trial in trials:
+            done(trial, run_trial(job, trial))
+        return
+    from dask.distributed import Client, as_completed
+
+    with ExitStack() as stack:
+        if address is None:
+            address = stack.enter_context(local_cluster(min(workers or os.cpu_count() or 1, len(trials))))
+        client = stack.enter_context(Client(address))
+        # pure=False: random task keys, so another sweep on a shared cluster never shares results
+        futures = {client.submit(run_trial, job, t, pure=False): t for t in trials}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+
+
+def run_sweep(job: Job, trials: list, swept: list, out, *, resume: bool = False, address: str | None = None,
+              workers: int | None = None, report=None) -> list[dict]:
+    """Run the trials that have no row in `out` yet; every row of `out` afterwards.
+    report(row, finished, total) is called as each trial finishes."""
+    results = Results(out, swept, resume)
+    try:
+        done_before = results.done
+        todo = [t for t in trials if t.id not in done_before]
+        finished = 0
+
+        def done(trial, result):
+            nonlocal finished
+            row = row_of(trial, swept, result)
+            results.append(row)
+            finished += 1
+            if report:
+                report(row, finished, len(todo))
+
+        if todo:
+            execute(job, todo, done, address, workers)
+    finally:
+        results.close()
+    return results.rows
+
+
+# -- what the sweep found --------------------------------------------------------------
+
+def number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def ranking_metric(rows: list) -> str:
+    """val_loss when any finished trial has it, else loss."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    return "val_loss" if any(math.isfinite(number(r["val_loss"])) for r in ok) else "loss"
+
+
+def best(rows: list) -> tuple[str, dict | None]:
+    """(the ranking metric, the finished trial whose last epoch has the lowest value of it, or None)."""
+    metric = ranking_metric(rows)
+    ok = [r for r in rows if r["status"] == "ok" and math.isfinite(number(r[metric]))]
+    return metric, min(ok, key=lambda r: number(r[metric]), default=None)
+
+
+def plot(rows: list, swept: list, metric: str, path) -> None:
+    """The metric of every finished trial against each swept setting, one panel each, as a PNG."""
+    from graphdsl.training.records import figure, save_png
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    names = swept or ["seed"]
+    fig = figure(path, 4 * len(names), 3.2)
+    for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
+        xs = [number(r[name]) for r in ok]
+        if not all(math.isfinite(x) for x in xs):  # words or lists: one position each, in order met
+            labels = list(dict.fromkeys(r[name] for r in ok))
+            xs = [labels.index(r[name]) for r in ok]
+            ax.set_xticks(range(len(labels)), labels)
+        elif xs and min(xs) > 0 and max(xs) >= 100 * min(xs):
+            ax.set_xscale("log")
+        ax.scatter(xs, [number(r[metric]) for r in ok], alpha=0.7)
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    save_png(fig, path)
+
+
+def describe(row: dict, swept: list) -> str:
+    """`trial 1a2b3c4d5e6f, seed 0, lr=0.1, hidden=16`, for progress lines and the best trial."""
+    return f"trial {row['trial']}, seed {row['seed']}" + "".join(f", {k}={row[k]}" for k in swept)

@@ -1,0 +1,1 @@
+"""Training: the step plan, optimizers, metrics, the trainer, data and what training records."""

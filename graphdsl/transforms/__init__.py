@@ -1,0 +1,1 @@
+"""Graph to graph: reverse-mode autodiff, minibatching, and the NumPy reference interpreter."""

@@ -5,6 +5,7 @@ import pytest
 
 import graphdsl
 from graphdsl.backend import codegen
+from graphdsl.backend import train_loop as loopgen
 from graphdsl.backend.runtime import kernels as K
 from graphdsl.backend.runtime import step as T
 from graphdsl.ir.graph import Graph
@@ -110,7 +111,7 @@ def test_a_value_one_node_reads_twice_is_computed_once():
     model = graphdsl.compile("\n".join(lines) + "\n")
     train = model.spec.training
     plan = make_plan(model.spec, train, data_leaves(model.spec, model.spec.graph.names["L"]), None, [])
-    assert len(codegen.train_loop(plan).splitlines()) < 200  # 802 lines when the chains were copied
+    assert len(loopgen.train_loop(plan).splitlines()) < 200  # 802 lines when the chains were copied
     model.train()
     x = np.array([0.5, -1.0, 2.0])
     np.testing.assert_allclose(model.params["w"], [1, 2, 3] - 0.1 * 2 ** 8 * x, rtol=1e-15)  # L = 256 w.x
@@ -173,9 +174,9 @@ def fused_params(body: str) -> set:
     spec = graphdsl.compile(LAYERS.format(body=body)).spec
     plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
     names = dict(zip(plan.params, spec.names_of("param")))
-    fused = codegen.sgd_products(plan)
-    assert codegen.train_loop(plan, fuse=True).count("K.dot_add(") == len(fused)
-    assert "K.dot_add(" not in codegen.train_loop(plan)
+    fused = loopgen.sgd_products(plan)
+    assert loopgen.train_loop(plan, fuse=True).count("K.dot_add(") == len(fused)
+    assert "K.dot_add(" not in loopgen.train_loop(plan)
     return {names[p] for p in fused}
 
 
@@ -190,6 +191,6 @@ def test_the_check_of_a_product_that_reads_a_minibatch_takes_its_norm_from_the_g
     """W1's gradient is dz' x: its check makes no pass over x, whose gather measured it."""
     spec = graphdsl.compile(LAYERS.format(body="z = W2 relu(W1 x)")).spec
     plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
-    source, x = codegen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
+    source, x = loopgen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
     assert f"norm_{x} = T.take(" in source and f"T.norm({x})" not in source
     assert source.count("T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read

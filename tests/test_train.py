@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 import graphdsl
 from graphdsl import DataError
-from graphdsl.backend import codegen
+from graphdsl.backend import train_loop as loopgen
 from graphdsl.cli import main
 from graphdsl.training.trainer import TrainingError, data_leaves, make_plan
 
@@ -254,13 +254,13 @@ def test_a_spec_compiled_again_shares_what_was_built_but_not_its_params():
 
 def test_models_of_one_spec_training_in_two_threads_build_its_loop_once(monkeypatch):
     """The second thread waits for the first one's loop instead of generating it again."""
-    built, real = [], codegen.train_loop
+    built, real = [], loopgen.train_loop
 
     def slow_train_loop(*args, **kwargs):
         built.append(1)
         time.sleep(0.2)  # long enough for the other thread to ask for the loop meanwhile
         return real(*args, **kwargs)
-    monkeypatch.setattr(codegen, "train_loop", slow_train_loop)
+    monkeypatch.setattr(loopgen, "train_loop", slow_train_loop)
     text = XOR + "# trained in two threads\n"
     models = [graphdsl.compile(text) for _ in range(2)]
     threads = [threading.Thread(target=m.train, kwargs=dict(MB, epochs=2)) for m in models]
@@ -506,7 +506,7 @@ def test_plain_sgd_in_the_gradient_products_matches_torch_with_and_without_a_tra
     fused, traced = graphdsl.compile(WIDE), graphdsl.compile(WIDE)
     spec = fused.spec
     plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
-    assert len(codegen.sgd_products(plan)) == 2  # both weights take the fused path
+    assert len(loopgen.sgd_products(plan)) == 2  # both weights take the fused path
     params = torch_wide({k: v.copy() for k, v in fused.params.items()})
     fused.train(data=WIDE_DATA)
     traced.train(data=WIDE_DATA, trace=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from graphdsl.frontend import ast
-from graphdsl.frontend import minimize as training
+from graphdsl.frontend import minimize
 from graphdsl.errors import DataError, Span, SpecError
 from graphdsl.frontend.expand import expand
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, draw
@@ -16,6 +16,7 @@ from graphdsl.transforms.interpret import evaluate
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.shapes import ShapeError, fmt_shape
 from graphdsl.ir.sym import Sym
+from graphdsl.training.config import Training
 
 BUILTINS = {"pi": math.pi}
 VERBS = {"+": "add", "-": "subtract", "*": "multiply elementwise", "/": "divide",
@@ -49,7 +50,7 @@ class Spec:
     filename: str = "<spec>"
     source: str = ""
     settings: dict = field(default_factory=dict)   # name -> value, after `--set`
-    training: training.Training | None = None
+    training: Training | None = None
     # what models build from this spec, by key (kernels, training plans and loops): built once,
     # shared by every model of the spec
     programs: dict = field(default_factory=dict, repr=False, compare=False)
@@ -459,7 +460,7 @@ def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int
                 low.resolve(name, low.defs[name].name.span)
             except RecursionError:
                 raise too_deep(low) from None
-        train = training.read(low, statements, seed)
+        train = minimize.read(low, statements, seed)
         rest = {k: v[0] if isinstance(v, tuple) and len(v) == 1 else v
                 for k, v in (settings or {}).items() if k not in values}
         if rest and train is None:

@@ -29,7 +29,8 @@ from graphdsl.errors import DataError, SpecError
 from graphdsl.transforms.interpret import evaluate
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.sym import Sym
-from graphdsl.frontend.minimize import DataSource, Training
+from graphdsl.backend import train_loop as loopgen
+from graphdsl.training.config import DataSource, Training
 
 CHUNK_SECONDS = 0.2
 STATE_SIZE = {"sgd": 1, "adam": 2}   # optimizer state, in multiples of the parameter count
@@ -190,17 +191,17 @@ class Trainer:
     def unflatten(self, flat: np.ndarray) -> dict:
         names = self.model.spec.names_of("param")
         shapes = [self.model.params[n].shape for n in names]
-        return {n: flat[a:b].reshape(s).astype(np.float64) for n, s, (a, b) in zip(names, shapes, codegen.slots(shapes))}
+        return {n: flat[a:b].reshape(s).astype(np.float64) for n, s, (a, b) in zip(names, shapes, loopgen.slots(shapes))}
 
     # -- compiling and calling the loop ------------------------------------
 
     def compiled(self, tracing: bool):
         """The loop's module: `train` and the `buffers` it works in. Plain SGD updates weights inside
-        their gradient's matrix product (codegen.sgd_products), unless a trace records gradients."""
+        their gradient's matrix product (loopgen.sgd_products), unless a trace records gradients."""
         s = self.train.settings
         fuse = self.train.optimizer == "sgd" and s["momentum"] == s["weight_decay"] == 0 and not tracing
         return self.model._program((*self.key, self.dtype.name, fuse), lambda: jit.load(
-            codegen.module([codegen.train_loop(self.plan, fuse)], self.dtype.name)))
+            codegen.module([loopgen.train_loop(self.plan, fuse)], self.dtype.name)))
 
     def leaf_value(self, leaf: int):
         g = self.plan.graph
@@ -214,7 +215,7 @@ class Trainer:
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
         hyper = np.array([self.train.settings[k] for k in HYPER[self.train.optimizer]])
         data, consts = self.arguments
-        trace = np.zeros((trace_rows, codegen.trace_width(self.plan)))
+        trace = np.zeros((trace_rows, loopgen.trace_width(self.plan)))
         log = np.zeros((count, 3))
         loop = self.compiled(trace_rows > 0)
         steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size,
@@ -318,7 +319,7 @@ class Trainer:
                 if closing:
                     closing.close()
         if trace is True:
-            history.trace = np.concatenate(kept) if kept else np.zeros((0, codegen.trace_width(self.plan)))
+            history.trace = np.concatenate(kept) if kept else np.zeros((0, loopgen.trace_width(self.plan)))
             history.trace_columns = ["step", "epoch", *self.trace_columns]
         return history
 

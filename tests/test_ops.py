@@ -1,4 +1,4 @@
-"""The op registry, op by op: every op has all its rules; its NumPy reference equals an
+"""The op registry, op by op: every op has all its rules and facets; its NumPy reference equals an
 independent formula (PyTorch or plain NumPy) and its shape rule; its Numba code equals its
 reference; and its vjp rule equals central differences of the formula.
 
@@ -8,7 +8,7 @@ fails test_probes_cover_registry, so a new op cannot go untested.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Callable
 
@@ -22,8 +22,8 @@ from graphdsl.backend import cache as jit
 from graphdsl.transforms.autodiff import backward
 from graphdsl.transforms.interpret import evaluate
 from graphdsl.ir.graph import Graph
-from graphdsl.backend.loops import LOOPS
-from graphdsl.ir.ops import OPS
+from graphdsl.ir.ops import OPS, registry
+from graphdsl.ir.ops.registry import INFIX, Call, Op, register
 
 RNG = np.random.default_rng(20240611)
 
@@ -255,12 +255,57 @@ def test_op_has_every_rule(name):
     assert op.name == name
     assert callable(op.shape), "shape rule"
     assert callable(op.ref), "NumPy reference"
-    assert callable(op.code) or name in LOOPS, "code template, or loops in loops.LOOPS"
+    assert callable(op.code) or callable(op.emit), "code template, or a loop emitter (emit)"
     assert op.doc.strip(), "doc"
     if op.backward_only:
         assert op.vjp is None, "a backward-only op is never differentiated, so it has no vjp rule"
     else:
         assert callable(op.vjp), "vjp rule"
+
+
+FLAGS = ("elementwise", "backward_only", "reads_fused", "blas")
+OPTIONAL = ("view", "fused_read")  # a function, or None where the op has no such facet
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_has_every_facet(name):
+    """Every facet of the entry is present and of its kind, so an op cannot go without one."""
+    op = OPS[name]
+    assert (op.code is None) != (op.emit is None), "code (a template) or emit (loops), not both"
+    assert callable(op.batch), "minibatch rule (batching.unbatchable where there is none)"
+    for p in PROBES[name]:
+        shapes = [np.shape(a) for a in p.args]
+        count = op.mults(shapes, tuple(op.shape(*shapes, **p.attrs)))
+        assert isinstance(count, int) and count >= 0, "multiplication count (registry.no_mults if none)"
+    assert op.call is None or (isinstance(op.call, Call) and op.call.params
+                               and all(isinstance(p, str) for p in op.call.params)
+                               and all(len(kind_default) == 2 for kind_default in op.call.kwargs.values())), "call"
+    assert op.infix is None or INFIX[op.infix] == name, "infix"
+    for flag in FLAGS:
+        assert isinstance(getattr(op, flag), bool), flag
+    for facet in OPTIONAL:
+        assert getattr(op, facet) is None or callable(getattr(op, facet)), facet
+
+
+def test_every_facet_is_checked_and_described():
+    """A facet added to Op is checked above and listed in the registry's docstring."""
+    checked = {"name", "doc", "shape", "ref", "vjp", "code", "emit", "batch", "mults", "call", "infix",
+               *FLAGS, *OPTIONAL}
+    assert {f.name for f in fields(Op)} == checked
+    assert [f for f in checked - {"name"} if f"- {f}" not in registry.__doc__] == []
+
+
+def test_an_op_without_a_facet_fails_to_register():
+    facets = dict(doc="x", shape=lambda x: x, ref=lambda x: x, vjp=lambda g, y, x: (g,), code="{0}",
+                  batch=lambda node, args, flags, size: args[0], mults=registry.no_mults, call=None)
+    for left_out in ("batch", "mults", "call", "code"):
+        with pytest.raises(TypeError):
+            register("incomplete", **{k: v for k, v in facets.items() if k != left_out})
+    with pytest.raises(TypeError):
+        register("incomplete", **facets, emit=lambda out, args, in_shapes, out_shape: [])
+    with pytest.raises(TypeError):
+        register("incomplete", **{**facets, "vjp": None})
+    assert "incomplete" not in OPS
 
 
 # -- the reference against independent formulas and the shape rule ---------------

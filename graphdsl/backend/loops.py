@@ -1,4 +1,5 @@
-"""Explicit loop nests for generated code, for the ops that run hot in training.
+"""The primitives loop nests in generated code are built from: the op families' loop emitters
+(an op's `emit`) and codegen's elementwise loops use them.
 
 Every shape is known when code is generated, so an op becomes plain loops with
 constant trip counts writing into a buffer made once: Numba compiles those
@@ -85,90 +86,3 @@ def blas(in_shapes: list, dims: tuple) -> bool:
     """Whether a matrix product of operands shaped `in_shapes` is worth a BLAS call."""
     sa, sb = in_shapes
     return math.prod(sa) * (sb[-1] if len(sb) == 2 else 1) >= BLAS_MIN and dims != ()
-
-
-def matmul(out: str, args: list, in_shapes: list, dims: tuple) -> list:
-    a, b = args
-    sa, sb = in_shapes
-    inner = sa[-1]
-    if blas(in_shapes, dims):
-        return [f"K.dot({a}, {b}, {out})"]
-    rows, cols = ivars(len(sa) - 1), ivars(len(sb) - 1, len(sa) - 1)
-    k = f"i{len(dims)}"
-    value = f"{a}[{', '.join(rows + [k])}] * {b}[{', '.join([k] + cols)}]"
-    return nest(dims, accumulate(entry(out, dims), ([], value), (inner,), len(dims)))
-
-
-def outer(out: str, args: list, in_shapes: list, dims: tuple) -> list:
-    return nest(dims, [f"{out}[i0, i1] = {args[0]}[i0] * {args[1]}[i1]"])
-
-
-def total(out: str, args: list, in_shapes: list, dims: tuple, axis=None) -> list:
-    """sum: of everything into a scalar, or along one axis."""
-    (s,) = in_shapes
-    if axis is None or dims == ():
-        return accumulate(out, read(args[0], s, ivars(len(s))), s, 0)
-    kept = ivars(len(dims))
-    full = kept[:axis] + [f"i{len(dims)}"] + kept[axis:]
-    return nest(dims, accumulate(entry(out, dims), read(args[0], s, full), (s[axis],), len(dims)))
-
-
-def reduced(idx: list, axis) -> list:
-    """Where an expanded value reads its source: every index but `axis` (none for a scalar)."""
-    return idx if axis is None else idx[:axis] + idx[axis + 1:]
-
-
-def expand(out: str, args: list, in_shapes: list, dims: tuple, axis=None, **_) -> list:
-    stmts, source = read(args[0], in_shapes[0], reduced(ivars(len(dims)), axis))
-    return nest(dims, stmts + [f"{entry(out, dims)} = {source}"])
-
-
-def unbroadcast(out: str, args: list, in_shapes: list, dims: tuple, **_) -> list:
-    """Sum a broadcast value back to its operand's shape `dims`: zero it, then add every entry where it came from."""
-    (s,) = in_shapes
-    if dims == ():
-        return total(out, args, in_shapes, dims)
-    idx = ivars(len(s))
-    stmts, value = read(args[0], s, idx)
-    return [f"{out}[...] = 0.0", *nest(s, stmts + [f"{index(out, dims, idx)} += {value}"])]
-
-
-def logsumexp(out: str, args: list, in_shapes: list, dims: tuple) -> list:
-    """log(sum(e^x)) along the last axis, shifted by each row's largest entry for stability. A
-    short row is unrolled and vectorised across rows, so exp comes from vecmath (W2's 3-class
-    rows ran 10% slower an epoch with libm's)."""
-    (s,) = in_shapes
-    x = f"{args[0]}[{', '.join(ivars(len(s)))}]"
-    row = (s[-1],)
-    return nest(dims, ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], len(dims)),
-                       "acc = 0.0", *nest(row, [f"acc += {math_module(s)}.exp({x} - top)"], len(dims)),
-                       f"{entry(out, dims)} = top + np.log(acc)"])
-
-
-def pick(out: str, args: list, in_shapes: list, dims: tuple) -> list:
-    """z[..., k] along the last axis; K.class_index stops at an index that is not a class."""
-    (z, k), (sz, sk) = args, in_shapes
-    rows = ivars(len(dims))
-    cls = f"K.class_index({index(k, sk, rows)}, {sz[-1]})"
-    return nest(dims, [f"{entry(out, dims)} = {z}[{', '.join(rows + [cls])}]"])
-
-
-def onehot(out: str, args: list, in_shapes: list, dims: tuple, classes: int) -> list:
-    """One-hot rows for class indices (checked by K.class_index)."""
-    rows = ivars(len(dims) - 1)
-    j = f"i{len(rows)}"
-    fill = nest((classes,), [f"{out}[{', '.join(rows + [j])}] = 1.0 if {j} == cls else 0.0"], len(rows))
-    return nest(dims[:-1], [f"cls = K.class_index({index(args[0], in_shapes[0], rows)}, {classes})", *fill])
-
-
-# op -> loop emitter(out, args, in_shapes, out_shape, **attrs)
-LOOPS = {
-    "matmul": matmul,
-    "outer": outer,
-    "sum": total,
-    "expand": expand,
-    "unbroadcast": unbroadcast,
-    "logsumexp": logsumexp,
-    "pick": pick,
-    "onehot": onehot,
-}

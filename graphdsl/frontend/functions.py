@@ -1,7 +1,7 @@
 """The functions a spec may call, each built from registry ops.
 
-A function is either one op (`sigmoid`) or a composite of several (`mse`,
-`softmax_ce`), so every gradient still comes from the registry's rules.
+A function is either one op (`sigmoid`), made from the op's `call` facet, or a composite
+of several (`mse`, `softmax_ce`), so every gradient still comes from the registry's rules.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from graphdsl.ir.shapes import ShapeError, fmt_shape
 from graphdsl.ir.ops import OPS
+from graphdsl.ir.ops.registry import Op
 from graphdsl.ir.sym import Sym
 
 
@@ -34,23 +35,24 @@ def define(name, params, build, doc, optional=0, **kwargs):
     FUNCTIONS[name] = Function(name, tuple(params), build, doc, kwargs, optional)
 
 
-for _op in ("sigmoid", "tanh", "relu", "step", "is_zero", "exp", "log", "sin", "cos", "sqrt",
-            "abs", "softplus", "softmax", "log_softmax", "logsumexp", "transpose"):
-    define(_op, ["x"], (lambda op: lambda x: x.op(op))(_op), OPS[_op].doc)
+def one_op(op: Op) -> Callable:
+    """A call of `op` itself, giving it every setting: the call's, else the default."""
+    def build(*args: Sym, **given) -> Sym:
+        settings = {key: given.get(key, default) for key, (_, default) in op.call.kwargs.items()}
+        return args[0].op(op.name, *args[1:], **settings)
+    return build
 
-define("eq", ["a", "b"], lambda a, b: a.op("eq", b), "1 where a == b exactly, else 0; zero gradient")
-define("outer", ["u", "v"], lambda u, v: u.op("outer", v), "outer product u v'")
+
+for _op in OPS.values():
+    if _op.call is not None:
+        define(_op.name, _op.call.params, one_op(_op), _op.doc, **_op.call.kwargs)
 
 
 def mean(x: Sym, axis=None) -> Sym:
     return x.op("sum", axis=axis) / float(np.prod(x.shape if axis is None else x.shape[axis]))
 
 
-define("sum", ["x"], lambda x, axis=None: x.op("sum", axis=axis), "sum of all entries, or along axis=k",
-       axis=("axis", None))
 define("mean", ["x"], mean, "mean of all entries, or along axis=k", axis=("axis", None))
-define("max", ["x"], lambda x, axis=None: x.op("max", axis=axis),
-       "largest entry, or along axis=k; ties share the gradient", axis=("axis", None))
 
 
 def dot(a: Sym, b: Sym) -> Sym:
@@ -60,9 +62,6 @@ def dot(a: Sym, b: Sym) -> Sym:
 
 
 define("dot", ["u", "v"], dot, "u . v for two vectors of one length")
-define("conv1d", ["x", "k"], lambda x, k, stride=1: x.op("conv1d", k, stride=stride),
-       "valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+j); add a bias yourself",
-       stride=("int", 1))
 
 
 def conv2d(x: Sym, k: Sym, b: Sym | None = None, stride=1, padding=0) -> Sym:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphdsl.ir.graph import Graph
+from graphdsl.ir.ops import OPS
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.frontend.lower import Spec
 
@@ -32,18 +33,6 @@ def size(shape: tuple) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
-# Scalar multiplications each op's forward computation takes, from its argument shapes and its
-# output shape. Ops not listed take none: additions (biases too), divisions, powers, and the
-# arithmetic inside elementwise functions such as sigmoid and exp are not counted.
-MULTIPLICATIONS = {
-    "mul": lambda args, out: size(out),                       # `*`, and a product with a scalar
-    "matmul": lambda args, out: size(out) * args[0][-1],      # m x k times k x n: m n k
-    "outer": lambda args, out: size(out),
-    "conv1d": lambda args, out: size(out) * args[1][0],       # a kernel's taps per output
-    "conv2d": lambda args, out: size(out) * size(args[1][1:]),  # F Ho Wo outputs, each C kh kw
-}
-
-
 def own_nodes(graph: Graph, nid: int) -> tuple[list, list]:
     """What a named node computes itself: (its node and the unnamed nodes feeding it, the named
     nodes it reads). The walk stops at named nodes, so each node belongs to one name."""
@@ -63,12 +52,12 @@ def own_nodes(graph: Graph, nid: int) -> tuple[list, list]:
 
 
 def multiplications(graph: Graph, nid: int) -> int:
-    """The multiplications a named node's own expression takes (see MULTIPLICATIONS)."""
+    """The multiplications a named node's own expression takes (each op's `mults`)."""
     count = 0
     for n in own_nodes(graph, nid)[0]:
         node = graph.nodes[n]
-        if node.op in MULTIPLICATIONS:
-            count += MULTIPLICATIONS[node.op]([graph.nodes[a].shape for a in node.args], node.shape)
+        if not node.is_leaf:
+            count += OPS[node.op].mults([graph.nodes[a].shape for a in node.args], node.shape)
     return count
 
 

@@ -2,11 +2,15 @@
 a class's entry by index, and 1-D and 2-D convolution (cross-correlation)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from graphdsl.backend.loops import entry, index, ivars, math_module, nest
 from graphdsl.errors import CLASS_INDEX_PROBLEM, ClassIndexError
 from graphdsl.ir.shapes import ShapeError, fmt_shape, plural
-from graphdsl.ir.ops.registry import register
+from graphdsl.ir.ops.batching import per_row, unbatchable
+from graphdsl.ir.ops.registry import UNARY, Call, no_mults, register
 
 
 def last_axis(x: tuple, **_) -> tuple:
@@ -31,18 +35,31 @@ def along_last(g, x):
     return g.op("sum", axis=last).op("expand", shape=x.shape, axis=last)
 
 
-register("softmax", shape=last_axis, ref=softmax_ref, code="K.softmax({0})",
-         vjp=lambda g, y, x: (y * (g - along_last(g * y, x)),),
-         doc="e^x / sum(e^x) over the last axis, max-shifted for stability")
-register("log_softmax", shape=last_axis, ref=lambda x: x - lse_ref(x)[..., None],
-         code="K.log_softmax({0})", vjp=lambda g, y, x: (g - y.op("exp") * along_last(g, x),),
-         doc="x - logsumexp(x) over the last axis, computed stably")
+register("softmax", doc="e^x / sum(e^x) over the last axis, max-shifted for stability", shape=last_axis,
+         ref=softmax_ref, vjp=lambda g, y, x: (y * (g - along_last(g * y, x)),), code="K.softmax({0})",
+         batch=per_row, mults=no_mults, call=UNARY)
+register("log_softmax", doc="x - logsumexp(x) over the last axis, computed stably", shape=last_axis,
+         ref=lambda x: x - lse_ref(x)[..., None], vjp=lambda g, y, x: (g - y.op("exp") * along_last(g, x),),
+         code="K.log_softmax({0})", batch=per_row, mults=no_mults, call=UNARY)
 
 
-register("logsumexp", shape=lambda x: last_axis(x)[:-1], ref=lse_ref, code=None,
+def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple) -> list:
+    """Each row's largest entry, then the log of the sum of e^(x - largest), for stability. A
+    short row is unrolled and vectorised across rows, so exp comes from vecmath by the size of
+    the whole input, not of a row."""
+    (s,) = in_shapes
+    x = f"{args[0]}[{', '.join(ivars(len(s)))}]"
+    row = (s[-1],)
+    return nest(dims, ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], len(dims)),
+                       "acc = 0.0", *nest(row, [f"acc += {math_module(s)}.exp({x} - top)"], len(dims)),
+                       f"{entry(out, dims)} = top + np.log(acc)"])
+
+
+register("logsumexp", doc="log(sum(e^x)) over the last axis, max-shifted for stability",
+         shape=lambda x: last_axis(x)[:-1], ref=lse_ref,
          vjp=lambda g, y, x: (g.op("expand", shape=x.shape, axis=len(x.shape) - 1)
                               * (x - y.op("expand", shape=x.shape, axis=len(x.shape) - 1)).op("exp"),),
-         doc="log(sum(e^x)) over the last axis, max-shifted for stability")
+         emit=logsumexp_loops, batch=per_row, mults=no_mults, call=UNARY)
 
 
 def pick_shape(z: tuple, k: tuple) -> tuple:
@@ -70,18 +87,35 @@ def pick_ref(z, k):
     return np.take_along_axis(z, k[..., None], axis=-1)[..., 0]
 
 
-register("pick", shape=pick_shape, ref=pick_ref, code=None,
+def pick_loops(out: str, args: list, in_shapes: list, dims: tuple) -> list:
+    """z[..., k] along the last axis; K.class_index stops at an index that is not a class."""
+    (z, k), (sz, sk) = args, in_shapes
+    rows = ivars(len(dims))
+    cls = f"K.class_index({index(k, sk, rows)}, {sz[-1]})"
+    return nest(dims, [f"{entry(out, dims)} = {z}[{', '.join(rows + [cls])}]"])
+
+
+register("pick", doc="z[k] along the last axis, for class indices k", shape=pick_shape, ref=pick_ref,
          vjp=lambda g, y, z, k: (k.op("onehot", classes=z.shape[-1])
                                  * g.op("expand", shape=z.shape, axis=len(z.shape) - 1), None),
-         doc="z[k] along the last axis, for class indices k")
+         emit=pick_loops, batch=per_row, mults=no_mults, call=None)
 
 
 def onehot_ref(k, *, classes):
     return np.eye(classes)[class_indices(k, classes)]
 
 
-register("onehot", shape=lambda k, *, classes: k + (classes,), ref=onehot_ref, code=None, vjp=lambda g, y, k, classes: (None,),
-         doc="one-hot rows for class indices; zero gradient")
+def onehot_loops(out: str, args: list, in_shapes: list, dims: tuple, classes: int) -> list:
+    """One-hot rows for class indices (checked by K.class_index)."""
+    rows = ivars(len(dims) - 1)
+    j = f"i{len(rows)}"
+    fill = nest((classes,), [f"{out}[{', '.join(rows + [j])}] = 1.0 if {j} == cls else 0.0"], len(rows))
+    return nest(dims[:-1], [f"cls = K.class_index({index(args[0], in_shapes[0], rows)}, {classes})", *fill])
+
+
+register("onehot", doc="one-hot rows for class indices; zero gradient", shape=lambda k, *, classes: k + (classes,),
+         ref=onehot_ref, vjp=lambda g, y, k, classes: (None,), emit=onehot_loops, batch=per_row, mults=no_mults,
+         call=None)
 
 
 def conv1d_shape(x: tuple, k: tuple, *, stride) -> tuple:
@@ -108,16 +142,19 @@ def conv1d_dk_ref(g, x, *, d, stride):
     return np.array([sum(g[i] * x[i * stride + j] for i in range(len(g))) for j in range(d)])
 
 
-register("conv1d", shape=conv1d_shape, ref=conv1d_ref, code="K.conv1d({0}, {1}, {stride})",
+register("conv1d", doc="valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+j); add a bias yourself",
+         shape=conv1d_shape, ref=conv1d_ref,
          vjp=lambda g, y, x, k, stride: (g.op("conv1d_dx", k, n=x.shape[0], stride=stride),
                                           g.op("conv1d_dk", x, d=k.shape[0], stride=stride)),
-         doc="z_i = sum_j k_j x_(i*stride + j): valid cross-correlation, no padding")
-register("conv1d_dx", shape=lambda g, k, *, n, stride: (n,), ref=conv1d_dx_ref,
-         code="K.conv1d_dx({0}, {1}, {n}, {stride})", backward_only=True,
-         doc="gradient of conv1d with respect to its signal")
-register("conv1d_dk", shape=lambda g, x, *, d, stride: (d,), ref=conv1d_dk_ref,
-         code="K.conv1d_dk({0}, {1}, {d}, {stride})", backward_only=True,
-         doc="gradient of conv1d with respect to its kernel")
+         code="K.conv1d({0}, {1}, {stride})", batch=unbatchable,
+         mults=lambda args, out: math.prod(out) * args[1][0],  # a kernel's taps per output
+         call=Call(("x", "k"), {"stride": ("int", 1)}))
+register("conv1d_dx", doc="gradient of conv1d with respect to its signal", shape=lambda g, k, *, n, stride: (n,),
+         ref=conv1d_dx_ref, vjp=None, code="K.conv1d_dx({0}, {1}, {n}, {stride})", batch=unbatchable,
+         mults=no_mults, call=None, backward_only=True)
+register("conv1d_dk", doc="gradient of conv1d with respect to its kernel", shape=lambda g, x, *, d, stride: (d,),
+         ref=conv1d_dk_ref, vjp=None, code="K.conv1d_dk({0}, {1}, {d}, {stride})", batch=unbatchable,
+         mults=no_mults, call=None, backward_only=True)
 
 
 def conv2d_shape(x: tuple, k: tuple, *, stride, padding) -> tuple:
@@ -161,13 +198,18 @@ def conv2d_vjp(g, y, x, k, stride, padding):
             g.op("conv2d_dk", x, height=k.shape[2], width=k.shape[3], stride=stride, padding=padding))
 
 
-register("conv2d", shape=conv2d_shape, ref=conv2d_ref, code="K.conv2d({0}, {1}, {stride}, {padding})",
-         vjp=conv2d_vjp,
-         doc="z[f, i, j] = sum_(c,p,q) k[f, c, p, q] x[c, i*stride + p, j*stride + q]: cross-correlation, "
-             "x zero-padded")
-register("conv2d_dx", shape=lambda g, k, *, height, width, stride, padding: (k[1], height, width),
-         ref=conv2d_dx_ref, code="K.conv2d_dx({0}, {1}, {height}, {width}, {stride}, {padding})",
-         backward_only=True, doc="gradient of conv2d with respect to its image")
-register("conv2d_dk", shape=lambda g, x, *, height, width, stride, padding: (g[0], x[0], height, width),
-         ref=conv2d_dk_ref, code="K.conv2d_dk({0}, {1}, {height}, {width}, {stride}, {padding})",
-         backward_only=True, doc="gradient of conv2d with respect to its kernels")
+# call: a spec calls conv2d through the function of that name, which adds an optional bias
+register("conv2d", doc="z[f, i, j] = sum_(c,p,q) k[f, c, p, q] x[c, i*stride + p, j*stride + q]: "
+                       "cross-correlation, x zero-padded",
+         shape=conv2d_shape, ref=conv2d_ref, vjp=conv2d_vjp, code="K.conv2d({0}, {1}, {stride}, {padding})",
+         batch=unbatchable,
+         mults=lambda args, out: math.prod(out) * math.prod(args[1][1:]),  # F Ho Wo outputs, each C kh kw
+         call=None)
+register("conv2d_dx", doc="gradient of conv2d with respect to its image",
+         shape=lambda g, k, *, height, width, stride, padding: (k[1], height, width), ref=conv2d_dx_ref, vjp=None,
+         code="K.conv2d_dx({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
+         mults=no_mults, call=None, backward_only=True)
+register("conv2d_dk", doc="gradient of conv2d with respect to its kernels",
+         shape=lambda g, x, *, height, width, stride, padding: (g[0], x[0], height, width), ref=conv2d_dk_ref,
+         vjp=None, code="K.conv2d_dk({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
+         mults=no_mults, call=None, backward_only=True)

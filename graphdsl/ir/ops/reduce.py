@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphdsl.backend.loops import accumulate, entry, index, ivars, nest, read
 from graphdsl.ir.shapes import ShapeError, fmt_shape
-from graphdsl.ir.ops.registry import register
+from graphdsl.ir.ops.batching import Unbatchable, flat, unbatchable
+from graphdsl.ir.ops.registry import Call, no_mults, register
+
+ALONG_AXIS = Call(("x",), {"axis": ("axis", None)})  # `sum(x)`, or `sum(x, axis=k)`
 
 
 def check_axis(shape: tuple, axis) -> None:
@@ -18,9 +22,28 @@ def reduced(shape: tuple, axis=None) -> tuple:
     return () if axis is None else shape[:axis] + shape[axis + 1:]
 
 
-register("sum", shape=reduced, ref=lambda x, axis=None: np.sum(x, axis=axis), code=None,
+def sum_loops(out: str, args: list, in_shapes: list, dims: tuple, axis=None) -> list:
+    """Of everything into a scalar, or along one axis."""
+    (s,) = in_shapes
+    if axis is None or dims == ():
+        return accumulate(out, read(args[0], s, ivars(len(s))), s, 0)
+    kept = ivars(len(dims))
+    full = kept[:axis] + [f"i{len(dims)}"] + kept[axis:]
+    return nest(dims, accumulate(entry(out, dims), read(args[0], s, full), (s[axis],), len(dims)))
+
+
+def reduction_batch(node, args: list, flags: list, size: int):
+    """Each example's entries, or its axis, are one axis further in."""
+    axis = node.kw.get("axis")
+    if axis is None:
+        return flat(args[0], True).op(node.op, axis=1)
+    return args[0].op(node.op, axis=axis + 1)
+
+
+register("sum", doc="sum of all entries, or along axis=k", shape=reduced,
+         ref=lambda x, axis=None: np.sum(x, axis=axis),
          vjp=lambda g, y, x, axis=None: (g.op("expand", shape=x.shape, axis=axis),),
-         doc="sum of all entries, or along one axis")
+         emit=sum_loops, batch=reduction_batch, mults=no_mults, call=ALONG_AXIS, reads_fused=True)
 
 
 def max_vjp(g, y, x, axis=None):
@@ -43,8 +66,15 @@ def max_shape(x: tuple, axis=None) -> tuple:
     return reduced(x, axis)
 
 
-register("max", shape=max_shape, ref=lambda x, axis=None: np.max(x, axis=axis), code=max_code,
-         vjp=max_vjp, doc="largest entry, or largest along one axis; ties share the gradient")
+def max_batch(node, args: list, flags: list, size: int):
+    if node.kw.get("axis") is not None and len(node.shape) > 0:
+        raise Unbatchable("max along an axis of a per-example matrix")
+    return reduction_batch(node, args, flags, size)
+
+
+register("max", doc="largest entry, or along axis=k; ties share the gradient", shape=max_shape,
+         ref=lambda x, axis=None: np.max(x, axis=axis), vjp=max_vjp, code=max_code, batch=max_batch,
+         mults=no_mults, call=ALONG_AXIS)
 
 
 def expand_shape(g: tuple, *, shape, axis=None) -> tuple:
@@ -57,9 +87,20 @@ def expand_ref(g, *, shape, axis=None):
     return np.broadcast_to(g if axis is None else np.expand_dims(g, axis), shape).copy()
 
 
-register("expand", shape=expand_shape, ref=expand_ref, code=None,
-         vjp=lambda g, y, x, shape, axis=None: (g.op("sum", axis=axis),),
-         doc="copy a reduced value back along the reduced axis (the gradient of sum)")
+def expand_read(args: list, in_shapes: list, idx: list, axis=None, **_) -> tuple:
+    """Its source's entry for loop indices `idx`: every index but `axis` (none for a scalar)."""
+    return read(args[0], in_shapes[0], idx if axis is None else idx[:axis] + idx[axis + 1:])
+
+
+def expand_loops(out: str, args: list, in_shapes: list, dims: tuple, **attrs) -> list:
+    stmts, source = expand_read(args, in_shapes, ivars(len(dims)), **attrs)
+    return nest(dims, stmts + [f"{entry(out, dims)} = {source}"])
+
+
+register("expand", doc="copy a reduced value back along the reduced axis (the gradient of sum)",
+         shape=expand_shape, ref=expand_ref, vjp=lambda g, y, x, shape, axis=None: (g.op("sum", axis=axis),),
+         emit=expand_loops, batch=unbatchable, mults=no_mults, call=None, reads_fused=True,
+         fused_read=expand_read)
 
 
 def summed_axes(big: tuple, small: tuple) -> list:
@@ -78,5 +119,16 @@ def unbroadcast_ref(g, *, shape):
     return np.sum(g, axis=tuple(summed_axes(g.shape, shape))).reshape(shape)
 
 
-register("unbroadcast", shape=unbroadcast_shape, ref=unbroadcast_ref, code=None,
-         vjp=None, backward_only=True, doc="sum a broadcast cotangent back to its operand's shape")
+def unbroadcast_loops(out: str, args: list, in_shapes: list, dims: tuple, **_) -> list:
+    """Zero `out` (of the operand's shape `dims`), then add every entry where it came from."""
+    (s,) = in_shapes
+    if dims == ():
+        return sum_loops(out, args, in_shapes, dims)
+    idx = ivars(len(s))
+    stmts, value = read(args[0], s, idx)
+    return [f"{out}[...] = 0.0", *nest(s, stmts + [f"{index(out, dims, idx)} += {value}"])]
+
+
+register("unbroadcast", doc="sum a broadcast cotangent back to its operand's shape", shape=unbroadcast_shape,
+         ref=unbroadcast_ref, vjp=None, emit=unbroadcast_loops, batch=unbatchable, mults=no_mults, call=None,
+         backward_only=True, reads_fused=True)

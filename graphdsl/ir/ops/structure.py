@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from graphdsl.ir.shapes import ShapeError, fmt_shape, plural
-from graphdsl.ir.ops.registry import register
+from graphdsl.ir.ops.batching import flat, placed, unbatchable
+from graphdsl.ir.ops.registry import no_mults, register
 
-register("scalar", shape=lambda *, value: (), ref=lambda *, value: np.float64(value),
-         code=lambda args, attrs, in_shapes, out_shape: repr(float(attrs["value"])),
-         vjp=lambda g, y, value: (), doc="a literal number")
+# batch: a scalar has no operands, so it never holds examples
+register("scalar", doc="a literal number", shape=lambda *, value: (), ref=lambda *, value: np.float64(value),
+         vjp=lambda g, y, value: (), code=lambda args, attrs, in_shapes, out_shape: repr(float(attrs["value"])),
+         batch=unbatchable, mults=no_mults, call=None)
 
 
 def index_shape(x: tuple, *, idx) -> tuple:
@@ -26,9 +28,21 @@ def index_code(args, attrs, in_shapes, out_shape):
     return f"{args[0]}[{', '.join(map(str, attrs['idx']))}]"
 
 
-register("index", shape=index_shape, ref=lambda x, *, idx: np.asarray(x)[idx], code=index_code,
-         vjp=lambda g, y, x, idx: (g.op("scatter", shape=x.shape, idx=idx),),
-         doc="one entry `x[i]`, `W[i, j]`, or a row `W[i]`; indices count from 0")
+def index_batch(node, args: list, flags: list, size: int):
+    """The entries an index reads, picked from each example's row by a 0/1 matrix."""
+    x = args[0]
+    n = int(np.prod(x.shape[1:]))
+    read = np.arange(n).reshape(x.shape[1:])[node.kw["idx"]]   # the entries this index reads
+    pick = np.zeros((n, read.size))
+    pick[np.ravel(read), np.arange(read.size)] = 1.0
+    out = flat(x, True) @ x.g_array(pick)
+    return out if out.shape == (size,) + node.shape else out.op("reshape", shape=(size,) + node.shape)
+
+
+register("index", doc="one entry `x[i]`, `W[i, j]`, or a row `W[i]`; indices count from 0", shape=index_shape,
+         ref=lambda x, *, idx: np.asarray(x)[idx],
+         vjp=lambda g, y, x, idx: (g.op("scatter", shape=x.shape, idx=idx),), code=index_code,
+         batch=index_batch, mults=no_mults, call=None)
 
 
 def scatter_shape(g: tuple, *, shape, idx) -> tuple:
@@ -48,9 +62,9 @@ def scatter_code(args, attrs, in_shapes, out_shape):
     return ["{out} = np.zeros(%s)" % (attrs["shape"],), "{out}[%s] = %s" % (idx, args[0])]
 
 
-register("scatter", shape=scatter_shape, ref=scatter_ref, code=scatter_code,
-         vjp=lambda g, y, x, shape, idx: (g.op("index", idx=idx),),
-         doc="zeros with one entry or row set (the gradient of indexing)")
+register("scatter", doc="zeros with one entry or row set (the gradient of indexing)", shape=scatter_shape,
+         ref=scatter_ref, vjp=lambda g, y, x, shape, idx: (g.op("index", idx=idx),), code=scatter_code,
+         batch=unbatchable, mults=no_mults, call=None)
 
 
 def stack_shape(*items: tuple) -> tuple:
@@ -68,9 +82,17 @@ def stack_code(args, attrs, in_shapes, out_shape):
     return f"np.stack(({', '.join(args)},))"
 
 
-register("stack", shape=stack_shape, ref=lambda *xs: np.stack([np.asarray(x) for x in xs]),
-         code=stack_code, vjp=lambda g, y, *xs: tuple(g.op("index", idx=(i,)) for i in range(len(xs))),
-         doc="`[a, b, c]`: scalars into a vector, vectors into the rows of a matrix")
+def joined_batch(node, args: list, flags: list, size: int):
+    """Each example's items side by side in one row, shaped as the example's result."""
+    widths = [int(np.prod(a.shape[f:])) for a, f in zip(args, flags)]
+    out = placed(args, flags, widths, sum(widths))
+    return out if len(node.shape) == 1 else out.op("reshape", shape=(size,) + node.shape)
+
+
+register("stack", doc="`[a, b, c]`: scalars into a vector, vectors into the rows of a matrix", shape=stack_shape,
+         ref=lambda *xs: np.stack([np.asarray(x) for x in xs]),
+         vjp=lambda g, y, *xs: tuple(g.op("index", idx=(i,)) for i in range(len(xs))), code=stack_code,
+         batch=joined_batch, mults=no_mults, call=None)
 
 
 def concat_shape(*items: tuple) -> tuple:
@@ -98,8 +120,9 @@ def concat_vjp(g, y, *xs):
     return tuple(out)
 
 
-register("concat", shape=concat_shape, ref=lambda *xs: np.concatenate([np.atleast_1d(x) for x in xs]),
-         code=concat_code, vjp=concat_vjp, doc="`[a; b]`: scalars and vectors joined into one vector")
+register("concat", doc="`[a; b]`: scalars and vectors joined into one vector", shape=concat_shape,
+         ref=lambda *xs: np.concatenate([np.atleast_1d(x) for x in xs]), vjp=concat_vjp, code=concat_code,
+         batch=joined_batch, mults=no_mults, call=None)
 
 
 def slice_shape(x: tuple, *, start, stop) -> tuple:
@@ -108,9 +131,9 @@ def slice_shape(x: tuple, *, start, stop) -> tuple:
     return (stop - start,)
 
 
-register("slice", shape=slice_shape, ref=lambda x, *, start, stop: x[start:stop].copy(),
-         code="{0}[{start}:{stop}].copy()", vjp=None, backward_only=True,
-         doc="entries start to stop of a vector (the gradient of `[a; b]`)")
+register("slice", doc="entries start to stop of a vector (the gradient of `[a; b]`)", shape=slice_shape,
+         ref=lambda x, *, start, stop: x[start:stop].copy(), vjp=None, code="{0}[{start}:{stop}].copy()",
+         batch=unbatchable, mults=no_mults, call=None, backward_only=True)
 
 
 def reshape_shape(x: tuple, *, shape) -> tuple:
@@ -119,9 +142,15 @@ def reshape_shape(x: tuple, *, shape) -> tuple:
     return shape
 
 
+def reshape_view(arg: str, shape: tuple) -> str:
+    """A view in C order: a transposed operand (an F-order view) is copied first."""
+    return f"np.ascontiguousarray({arg}).reshape({shape})"
+
+
 # code: only a scalar result is written from this template (its one entry, a local); an array
-# result is a view of its operand (codegen.view), or a buffer filled each step if that is a scalar
-register("reshape", shape=reshape_shape, ref=lambda x, *, shape: np.reshape(x, shape),
-         code="{0}.ravel()[0]",
-         vjp=lambda g, y, x, shape: (g.op("reshape", shape=x.shape),),
-         doc="the same entries in another shape, in C order (used to lay out minibatches)")
+# result is a view of its operand, or a buffer filled each step if that is a scalar
+register("reshape", doc="the same entries in another shape, in C order (used to lay out minibatches)",
+         shape=reshape_shape, ref=lambda x, *, shape: np.reshape(x, shape),
+         vjp=lambda g, y, x, shape: (g.op("reshape", shape=x.shape),), code="{0}.ravel()[0]",
+         batch=lambda node, args, flags, size: args[0].op("reshape", shape=(size,) + node.kw["shape"]),
+         mults=no_mults, call=None, view=reshape_view)

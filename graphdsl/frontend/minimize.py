@@ -1,27 +1,79 @@
-"""The `minimize` and `data` statements: what a spec says about training, read and checked."""
+"""The `minimize` and `data` statements: what a spec says about training, read and checked.
+
+Lowering hands these statements what it found as plain values (a `Lowered`), the value of each
+constant they hold included: `constants` lists those, and `read` reads the statements."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
 
 from graphdsl.frontend import ast
 from graphdsl.errors import DataError, SpecError
+from graphdsl.frontend.names import known
 from graphdsl.training.config import OPTIONS, WORDS, DataSource, Training, check_option
 from graphdsl.training.metrics import CLASSIFIERS
 from graphdsl.training.optimizers import OPTIMIZERS
 from graphdsl.ir.shapes import fmt_shape
 
 
-def option_value(low, key: ast.Ident, val):
-    """A `minimize` option or optimizer setting written in the spec: a word or a constant number."""
+@dataclass(frozen=True)
+class Lowered:
+    """What lowering found, as the training statements read it."""
+
+    kinds: dict   # name -> input | target | param | const | node, for every name the spec defines
+    shapes: dict  # name -> its value's shape
+    calls: dict   # name -> (function, argument node ids), for each value a function call computed
+    values: dict  # (what, expression) from `constants` -> the value, or the SpecError evaluating it raised
+
+    def value(self, key: tuple) -> np.ndarray:
+        """A constant's value; the error evaluating it is raised here, where reading reaches it, so
+        that a spec's errors are found in the order `read` checks."""
+        value = self.values[key]
+        if isinstance(value, SpecError):
+            raise value
+        return value
+
+
+def data_key(key: ast.Ident, val) -> tuple:
+    """(what, expression) of the examples `data` gives for one input or target."""
+    return f"the data for `{key.text}`", val
+
+
+def option_key(key: ast.Ident, val) -> tuple | None:
+    """(what, expression) of a `minimize` option or optimizer setting; None for a word (`batch=all`)."""
     if isinstance(val, ast.Name) and val.id in WORDS.get(key.text, ()):
+        return None
+    return f"`{key.text}`", val
+
+
+def constants(statements: list) -> list:
+    """(what, expression) for each constant the `minimize` and `data` statements hold, for lowering
+    to evaluate before `read`."""
+    found = []
+    for stmt in statements:
+        if isinstance(stmt, ast.Data):
+            found += [data_key(key, val) for key, val in stmt.arrays]
+        elif isinstance(stmt, ast.Minimize):
+            keys = (option_key(key, val) for key, val in (*stmt.optimizer.kwargs, *stmt.options))
+            found += [k for k in keys if k is not None]
+    return found
+
+
+def option_value(low: Lowered, key: ast.Ident, val):
+    """A `minimize` option or optimizer setting written in the spec: a word or a constant number."""
+    constant = option_key(key, val)
+    if constant is None:
         return val.id
-    value = low.constant(val, f"`{key.text}`")
+    value = low.value(constant)
     if value.shape != ():
         raise SpecError(f"`{key.text}` must be a number, not {fmt_shape(value.shape)}", val.span)
     return float(value)
 
 
-def read_minimize(low, stmt: ast.Minimize, data: DataSource | None, seed: int) -> Training:
-    loss = low.known(stmt.loss)
-    shape = low.graph.nodes[low.graph.names[loss]].shape
+def read_minimize(low: Lowered, stmt: ast.Minimize, data: DataSource | None, seed: int) -> Training:
+    loss = known(stmt.loss, low.kinds)
+    shape = low.shapes[loss]
     if shape != ():
         raise SpecError(f"the loss `{loss}` must be a scalar (one example's loss), but it is {fmt_shape(shape)}",
                         stmt.loss.span, hint=f"reduce it, e.g. `sum({loss})` or `mean({loss})`")
@@ -48,29 +100,29 @@ def read_minimize(low, stmt: ast.Minimize, data: DataSource | None, seed: int) -
     return Training(loss, name, settings, options, data, metric_of(low, loss))
 
 
-def metric_of(low, loss: str) -> tuple | None:
-    call = low.calls.get(low.graph.names[loss])
+def metric_of(low: Lowered, loss: str) -> tuple | None:
+    call = low.calls.get(loss)
     if call is None or call[0] not in CLASSIFIERS:
         return None
     return (CLASSIFIERS[call[0]], *call[1])
 
 
-def read_data(low, stmt: ast.Data) -> DataSource:
+def read_data(low: Lowered, stmt: ast.Data) -> DataSource:
     if stmt.files:
         return DataSource(files=tuple(text for text, _ in stmt.files))
     if stmt.builtin is not None:
         return DataSource(builtin=stmt.builtin.text)
     arrays = {}
     for key, val in stmt.arrays:
-        name = low.known(key)
+        name = known(key, low.kinds)
         if low.kinds[name] not in ("input", "target"):
             raise SpecError(f"`data` gives examples for inputs and targets, but `{name}` is a {low.kinds[name]}",
                             key.span)
-        arrays[name] = low.constant(val, f"the data for `{name}`")
+        arrays[name] = low.value(data_key(key, val))
     return DataSource(arrays=arrays)
 
 
-def read(low, statements: list, seed: int) -> Training | None:
+def read(low: Lowered, statements: list, seed: int) -> Training | None:
     """The spec's training, if it has a `minimize` statement; at most one of each statement."""
     found = {}
     for stmt in statements:

@@ -20,7 +20,7 @@ from graphdsl.errors import SpecError
 from graphdsl.transforms.interpret import evaluate
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.shapes import fmt_shape, plural
-from graphdsl.frontend.lower import suggest
+from graphdsl.frontend.names import suggest
 from graphdsl.model import Model
 from graphdsl.tools.report import fmt_value, own_nodes
 

@@ -6,7 +6,7 @@ import numpy as np
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.ops import OPS
 from graphdsl.ir.shapes import fmt_shape
-from graphdsl.frontend.lower import Spec
+from graphdsl.frontend.spec import Spec
 
 
 def fmt_value(value, precision: int = 6) -> str:

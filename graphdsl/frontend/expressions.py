@@ -1,0 +1,196 @@
+"""Expressions to graph nodes: operators, indexing, brackets, and calls with their keyword
+settings; each problem is reported with the source text it concerns."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from graphdsl.errors import Span, SpecError
+from graphdsl.frontend import ast
+from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
+from graphdsl.frontend.names import init_example, suggest
+from graphdsl.ir.graph import Graph
+from graphdsl.ir.ops.registry import INFIX
+from graphdsl.ir.shapes import ShapeError, fmt_shape
+from graphdsl.ir.sym import Sym
+
+VERBS = {"+": "add", "-": "subtract", "*": "multiply elementwise", "/": "divide",
+         "^": "raise", "@": "multiply", "juxt": "multiply"}
+# Entries in one value. A float64 array this large takes 800 MB; a larger declared shape is
+# almost surely a typo, and allocating it would exhaust memory rather than fail cleanly.
+MAX_ENTRIES = 10**8
+
+
+def check_size(shape: tuple, what: str, span: Span) -> None:
+    entries = math.prod(shape)
+    if entries > MAX_ENTRIES:
+        raise SpecError(f"{what} would be {fmt_shape(shape)}, {entries:,} entries: more than the "
+                        f"{MAX_ENTRIES:,} one value may hold", span, hint="check the sizes for a typo")
+
+
+def check_juxtaposition(e: ast.BinOp) -> None:
+    """Products by juxtaposition that are almost always a typo: `[1 2]`, `x .5`, `[1, 2] [3, 4]`."""
+    if isinstance(e.right, ast.Num):
+        raise SpecError("a number written after a value is read as a product", e.right.span,
+                        hint="write the number first (`2 x`) or use `*`; separate list entries with `,`")
+    literals = (ast.Stack, ast.Concat)
+    if isinstance(e.left, literals) and isinstance(e.right, literals):
+        raise SpecError("two bracketed lists side by side are read as a product", e.span,
+                        hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
+
+
+def function_of(e: ast.Call, defined) -> Function:
+    """The function a call names, given as many arguments as it takes; `defined` holds the spec's
+    names, which are values and cannot be called."""
+    name = e.func.text
+    fn = FUNCTIONS.get(name)
+    if fn is None:
+        if name in INITIALISERS:
+            raise SpecError(f"`{name}` is an initialiser, not a function", e.func.span,
+                            hint=f"use it as a param's value: `param W[3, 2] = {init_example(name)}`")
+        if name in defined:
+            raise SpecError(f"`{name}` is a value, not a function", e.func.span,
+                            hint=f"to multiply, leave a space: `{name} (...)`")
+        raise SpecError(f"unknown function `{name}`", e.func.span,
+                        hint=suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
+    least = len(fn.params) - fn.optional
+    if not least <= len(e.args) <= len(fn.params):
+        count = f"{least} or {len(fn.params)}" if fn.optional else str(least)
+        want = f"{count} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
+        raise SpecError(f"`{name}` takes {want}, but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
+                        e.span)
+    return fn
+
+
+def whole_number(key: ast.Ident, val) -> int:
+    """A keyword setting written as a whole number, perhaps negative."""
+    if not isinstance(val, (ast.Num, ast.Neg)) or (isinstance(val, ast.Neg) and not isinstance(val.operand, ast.Num)):
+        raise SpecError(f"`{key.text}` must be a whole number", val.span)
+    number = val.value if isinstance(val, ast.Num) else -val.operand.value
+    if number != int(number):
+        raise SpecError(f"`{key.text}` must be a whole number, not {number:g}", val.span)
+    return int(number)
+
+
+class Expressions:
+    """Builds expressions' nodes into `graph`. `lookup(name, span)` gives the node holding a name's
+    value; `defined` holds the spec's names; `lines` are the source's, to quote in errors."""
+
+    def __init__(self, graph: Graph, lookup, defined, lines: list):
+        self.graph = graph
+        self.lookup = lookup
+        self.defined = defined
+        self.lines = lines
+        self.calls: dict = {}  # node id -> (function, argument ids), for the nodes calls made
+
+    def snippet(self, span: Span) -> str:
+        if span.line != span.end_line or span.line > len(self.lines):
+            return "this expression"
+        text = self.lines[span.line - 1][span.col - 1:span.end_col - 1]
+        return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
+
+    def describe(self, node_expr, node: int) -> str:
+        return f"{self.snippet(node_expr.span)} ({fmt_shape(self.graph.nodes[node].shape)})"
+
+    def add(self, op, args, attrs, span, problem, hint=None):
+        try:
+            return self.graph.add(op, args, attrs, span)
+        except ShapeError as err:
+            raise SpecError(f"{problem()}: {err}", span, hint=hint) from None
+
+    def expr(self, e) -> int:
+        node = self.build(e)
+        check_size(self.graph.nodes[node].shape, self.snippet(e.span), e.span)
+        return node
+
+    def build(self, e) -> int:
+        if isinstance(e, ast.Num):
+            return self.graph.add("scalar", attrs={"value": e.value}, span=e.span)
+        if isinstance(e, ast.Name):
+            return self.lookup(e.id, e.span)
+        if isinstance(e, ast.BinOp):
+            return self.binop(e)
+        if isinstance(e, ast.Neg):
+            if isinstance(e.operand, ast.Num):  # a negative number, as checks of literals see it
+                return self.graph.add("scalar", attrs={"value": -e.operand.value}, span=e.span)
+            return self.graph.add("neg", [self.expr(e.operand)], span=e.span)
+        if isinstance(e, ast.Transpose):
+            return self.graph.add("transpose", [self.expr(e.operand)], span=e.span)
+        if isinstance(e, ast.Index):
+            return self.index(e)
+        if isinstance(e, (ast.Stack, ast.Concat)):
+            op = "stack" if isinstance(e, ast.Stack) else "concat"
+            args = [self.expr(i) for i in e.items]
+            return self.add(op, args, None, e.span, lambda: f"cannot build {self.snippet(e.span)}")
+        if isinstance(e, ast.Call):
+            return self.call(e)
+        raise TypeError(f"unknown expression {e!r}")  # the parser builds no other kind
+
+    def binop(self, e: ast.BinOp) -> int:
+        if e.op == "juxt":
+            check_juxtaposition(e)
+        left, right = self.expr(e.left), self.expr(e.right)
+        op = INFIX.get(e.op)
+        if e.op == "juxt":
+            scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape
+            op = "mul" if scalar else "matmul"
+        # `x [0]` with a space multiplies by the literal [0]; the user most likely meant to index.
+        index_like = (e.op == "juxt" and isinstance(e.right, ast.Stack)
+                      and all(isinstance(i, ast.Num) for i in e.right.items))
+        return self.add(op, [left, right], None, e.span,
+                        lambda: f"cannot {VERBS[e.op]} {self.describe(e.left, left)} "
+                                f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}",
+                        hint="to index, write the index directly after the name, as in `x[0]`"
+                             if index_like else None)
+
+    def index(self, e: ast.Index) -> int:
+        base = self.expr(e.base)
+        shape = self.graph.nodes[base].shape
+        idx = []
+        for axis, num in enumerate(e.indices):
+            if num.value != int(num.value):
+                raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
+            i = int(num.value)
+            if axis < len(shape) and -shape[axis] <= i < 0:
+                i += shape[axis]
+            idx.append(i)
+        return self.add("index", [base], {"idx": tuple(idx)}, e.span,
+                        lambda: f"cannot index {self.describe(e.base, base)}")
+
+    def call(self, e: ast.Call) -> int:
+        fn = function_of(e, self.defined)
+        args = [self.expr(a) for a in e.args]
+        kwargs = {}
+        for key, val in ast.given_once(e.kwargs):
+            kwargs[key.text] = self.setting(fn, key, val, args)
+        first = len(self.graph.nodes)
+        try:
+            out = fn.build(*[Sym(self.graph, a) for a in args], **kwargs)
+        except ShapeError as err:
+            raise SpecError(f"in `{fn.name}`: {err}", e.span) from None
+        for i in range(first, len(self.graph.nodes)):  # the call's nodes point at the call, for runtime reports
+            if self.graph.nodes[i].span is None:
+                self.graph.nodes[i] = replace(self.graph.nodes[i], span=e.span)
+        self.calls[out.id] = (fn.name, tuple(args))
+        return out.id
+
+    def setting(self, fn: Function, key: ast.Ident, val, args: list) -> object:
+        """A call's keyword setting, checked against what the function takes."""
+        if key.text not in fn.kwargs:
+            allowed = ", ".join(fn.kwargs) or "no settings"
+            raise SpecError(f"`{fn.name}` has no setting `{key.text}`", key.span,
+                            hint=suggest(key.text, fn.kwargs) or f"it takes {allowed}")
+        kind = fn.kwargs[key.text][0]
+        if kind == "reduce":
+            if not isinstance(val, ast.Name) or val.id not in REDUCE:
+                given = f", not `{val.id}`" if isinstance(val, ast.Name) else ""
+                raise SpecError(f"`reduce` must be `mean` or `sum`{given}", val.span)
+            return val.id
+        number = whole_number(key, val)
+        if kind == "axis":
+            rank = len(self.graph.nodes[args[0]].shape)
+            return number + rank if -rank <= number < 0 else number
+        least = 0 if kind == "count" else 1
+        if number < least:
+            raise SpecError(f"`{key.text}` must be at least {least}", val.span)
+        return number

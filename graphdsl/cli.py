@@ -17,18 +17,22 @@ engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), def
                           help="numpy interprets at once; numba compiles kernels (cached) first")
 
 
-def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
-    from graphdsl import compile
-
+def read_spec(path: str) -> str:
+    """The text of a spec file; a file that cannot be read, or is not UTF-8, is a SpecError."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SpecError(f"the file is not UTF-8 text (byte {err.start} cannot be read)", filename=path) from None
     except OSError as err:
         raise SpecError(f"cannot read the file: {err.strerror}", filename=path) from None
-    return compile(text, filename=path, engine=engine, settings=settings)
+
+
+def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
+    from graphdsl import compile
+
+    return compile(read_spec(path), filename=path, engine=engine, settings=settings)
 
 
 class Cli(click.Group):
@@ -103,7 +107,7 @@ def predictions(model, source) -> str:
     values = model.predict(source)
     train = model.spec.training
     name = model.spec.graph.name_of(train.metric[1]) or "prediction"
-    argmax = train.metric[0] == "argmax"
+    argmax = train.metric[0].argmax
     rows = values.reshape(len(values), -1)
     lines = [quoted_line(flat_names(name, values.shape[1:]) + (["class"] if argmax else []))]
     lines += [csv_row([*row.tolist(), *([int(np.argmax(row))] if argmax else [])]) for row in rows]
@@ -148,7 +152,9 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
         detect_anomaly):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for."""
     from graphdsl.training import records
-    from graphdsl.training.trainer import TrainingError, TrainingInterrupted, detect_anomaly as anomaly
+    from graphdsl.tools.anomaly import detect_anomaly as anomaly
+    from graphdsl.training.progress import TrainingInterrupted
+    from graphdsl.training.trainer import TrainingError
 
     model = open_spec(spec, engine, settings_from(sets))
     data = command_line_data(data)
@@ -229,7 +235,9 @@ def summary(spec):
 @spec_path
 def show_ir(spec):
     """Print the graph IR, one node a line."""
-    click.echo(open_spec(spec).spec.graph.pretty())
+    from graphdsl import pipeline
+
+    click.echo(pipeline.check(read_spec(spec), spec).graph.pretty())
 
 
 @main.command("show-code")
@@ -237,7 +245,10 @@ def show_ir(spec):
 @click.option("--grad", is_flag=True, help="show the gradient kernel instead of the forward one")
 def show_code(spec, grad):
     """Print the Numba source generated for SPEC."""
-    click.echo(open_spec(spec).source("grad" if grad else "forward"))
+    from graphdsl import pipeline
+
+    checked = pipeline.check(read_spec(spec), spec)
+    click.echo((pipeline.grad_program(checked) if grad else pipeline.forward_program(checked)).source)
 
 
 @main.command()

@@ -10,7 +10,7 @@ from graphdsl.backend.runtime import kernels as K
 from graphdsl.backend.runtime import step as T
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.sym import Sym
-from graphdsl.training.trainer import data_leaves, make_plan
+from graphdsl.training.plan import data_leaves, make_plan
 
 
 def test_an_elementwise_chain_is_one_loop_nest_with_one_buffer():

@@ -401,7 +401,7 @@ def test_resuming_into_a_trace_of_another_spec_is_refused(tmp_path):
 @pytest.mark.parametrize("loss", ["softmax_ce(z, 1)", "logsumexp(z)", "bce_logits(z[0], 1)", "bce_logits(z[1], 1)"])
 @pytest.mark.parametrize("logits", ["[1000, -1000]", "[1e-300, -1e-300]", "[700, 710]"])
 def test_stable_forms_stay_finite_for_extreme_logits(loss, logits):
-    from graphdsl.training.trainer import detect_anomaly
+    from graphdsl.tools.anomaly import detect_anomaly
     model = graphdsl_compile(f"input z = {logits}\nL = {loss}\ngrad L wrt z\n")
     assert detect_anomaly(model) is None
     assert np.isfinite(model.forward()["L"]) and np.all(np.isfinite(model.grad()["z"]))

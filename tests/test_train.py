@@ -27,7 +27,8 @@ import graphdsl
 from graphdsl import DataError
 from graphdsl.backend import train_loop as loopgen
 from graphdsl.cli import main
-from graphdsl.training.trainer import TrainingError, data_leaves, make_plan
+from graphdsl.training.plan import data_leaves, make_plan
+from graphdsl.training.trainer import TrainingError
 
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-12
@@ -823,3 +824,11 @@ def test_a_minimize_setting_given_twice_is_refused(more, name):
     text = net(more=more) if name == "epochs" else XOR.replace("sgd(lr=0.5)", "sgd(lr=0.5, lr=0.1)")
     with pytest.raises(graphdsl.SpecError, match=f"`{name}` is given twice"):
         graphdsl.compile(text)
+
+
+def test_a_minimize_setting_may_read_a_const_sized_by_an_unseeded_param():
+    """`size(W)` in a constant that a `minimize` setting reads: W (drawn without `seed=`) has 4
+    entries, so c is four quarters and lr = sum(c) = 1 (this ended in an internal KeyError)."""
+    spec = ("input x[2] = [1, 2]\nparam W[2, 2] = xavier()\nconst c[size(W)] = 0.25\nL = sum(W x)\n"
+            "minimize L using sgd(lr=sum(c)), epochs=1\n")
+    assert graphdsl.compile(spec, engine="numpy").spec.training.settings["lr"] == 1.0

@@ -7,6 +7,7 @@ import math
 from graphdsl.backend import loops
 from graphdsl.backend.codegen import JIT, Made, body, buffer, owns_buffer, var
 from graphdsl.ir.graph import Graph
+from graphdsl.ir.ops import OPS
 
 
 def slots(shapes) -> list:
@@ -27,21 +28,22 @@ def train_loop(plan, fuse: bool = False) -> str:
     """Source of `train`: epochs x minibatches x (step, accuracy, trace row, update) in one jitted
     function, and of `buffers(theta, size)`, which makes the vectors it works in.
 
-    `plan` (a train.LoopPlan) says which leaves take data and which are params: views into the
+    `plan` (a training.plan.LoopPlan) says which leaves take data and which are params: views into the
     flat `theta`, so updates show through. The step's nodes live in arrays made up front. Vectors
     are made in Python by `buffers`, which saves Numba an overload compile for each kind of
     allocation and view (about 1 s of compiling for a three-layer network). Numba indexes an
     array of more axes with its shape, so those (and flat views of them) are made inside the
     jitted loop, where it sees their shapes as constants: W2 ran 30% slower with them outside.
 
-    `fuse` (plain SGD, no trace): weights whose gradient is one matrix product are updated by
-    that product (see `sgd_products`); such a loop writes no trace rows (they record gradients).
+    `fuse` (the optimizer's update is plain, `Optimizer.is_plain`, and no trace is kept): weights
+    whose gradient is one matrix product are updated by that product (see `sgd_products`); such a
+    loop writes no trace rows (they record gradients).
     """
     g = plan.graph
     shape = lambda nid: g.nodes[nid].shape  # noqa: E731
     param_slots = slots(shape(p) for p in plan.params)
     grads = plan.outputs[1:1 + len(plan.params)]
-    fused = sgd_products(plan) if fuse and plan.optimizer == "sgd" else {}
+    fused = sgd_products(plan) if fuse else {}
     # a gradient computed into a buffer of its own can use its slice of `grad` as that buffer
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
              if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
@@ -59,7 +61,7 @@ def train_loop(plan, fuse: bool = False) -> str:
         top += made
         after.append(f"log[e, 1] += {count}")
     # with nothing fused the source is the unfused loop's, so both share one module and one compile
-    after += ["t += 1"] + ([] if fused else trace_row(plan, shape)) + update
+    after += ["t += 1"] + ([] if fused else trace_row(plan)) + update
     consts = "".join(var(c) + ", " for c in plan.consts)
     outside = [m for m in top + prologue if m.axes < 2]
     inside = [m for m in top + prologue if m.axes >= 2]
@@ -79,7 +81,8 @@ def train_loop(plan, fuse: bool = False) -> str:
 def updates(plan, fused: dict, param_slots: list) -> tuple:
     """(what a step must pass before anything is updated, the statements updating theta): fused
     weights by their gradient's product, the other params by the optimizer, on runs of `theta`
-    (split only around fused weights, so only for SGD, whose state is one entry a param)."""
+    (split only around fused weights, so only for a plain update, whose optimizer, SGD, keeps one
+    state entry a param: `state` splits alike)."""
     g = plan.graph
     rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
     whole = rest == [(0, entries(g, plan.params))]
@@ -97,8 +100,9 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
                for a, b in (g.nodes[gid].args for gid in fused.values())]
     update = [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
               for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
-    step_t = ", t" if plan.optimizer == "adam" else ""
-    update += [f"T.{plan.optimizer}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
+    optimizer = plan.optimizer
+    step_t = ", t" if optimizer.counts_steps else ""
+    update += [f"T.{optimizer.name}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
                for span in rest]
     return checks, update
 
@@ -106,7 +110,7 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
 def memory_of(graph: Graph, nid: int) -> int:
     """The node whose memory a value reads: itself, or the source of the views it is."""
     node = graph.nodes[nid]
-    while node.op in ("transpose", "reshape") and not owns_buffer(graph, node):
+    while not node.is_leaf and OPS[node.op].view is not None and not owns_buffer(graph, node):
         node = graph.nodes[node.args[0]]
     return node.id
 
@@ -122,7 +126,7 @@ def sgd_products(plan) -> dict:
     found = {}
     for p, gid in zip(plan.params, plan.outputs[1:1 + len(plan.params)]):
         node = g.nodes[gid]
-        if node.op != "matmul" or plan.outputs.count(gid) != 1 or gid in read:
+        if node.is_leaf or not OPS[node.op].blas or plan.outputs.count(gid) != 1 or gid in read:
             continue
         shapes = [g.nodes[a].shape for a in node.args]
         if ([len(s) for s in shapes] == [2, 2] and loops.blas(shapes, node.shape)
@@ -168,37 +172,31 @@ def gathered_norm(nid: int) -> str:
 
 
 def hits(plan, shape) -> tuple:
-    """(arrays it needs made, an expression counting the step's correctly classified examples);
-    see training.CLASSIFIERS."""
-    rule, at, target = plan.metric
+    """(arrays it needs made, an expression counting the step's correctly classified examples),
+    as the plan's metrics.Metric reads a prediction."""
+    metric, at, target = plan.metric
     pred, want = var(plan.outputs[at]), var(target)
-    cut = 0.5 if rule == "half" else 0.0
     if plan.weights is not None:
         weights = var(plan.weights)
-        return [], (f"T.hits_argmax({pred}, {want}, {weights})" if rule == "argmax" else
-                    f"T.hits_threshold({pred}, {want}, {weights}, {cut})")
-    if rule == "argmax":
+        return [], (f"T.hits_argmax({pred}, {want}, {weights})" if metric.argmax else
+                    f"T.hits_threshold({pred}, {want}, {weights}, {metric.cut})")
+    if metric.argmax:
         return [], f"T.hit({pred}, {want if shape(target) == () else f'np.argmax({want})'})"
     if shape(plan.outputs[at]) == ():
-        return [], f"(1 if ({pred} >= {cut}) == ({want} >= 0.5) else 0)"
-    return [Made("one", "np.ones(1, F)", 1)], f"T.hits_threshold({pred}, {want}, one, {cut})"
+        return [], f"(1 if ({pred} >= {metric.cut}) == ({want} >= 0.5) else 0)"
+    return [Made("one", "np.ones(1, F)", 1)], f"T.hits_threshold({pred}, {want}, one, {metric.cut})"
 
 
 def entries(graph: Graph, nodes) -> int:
     return sum(math.prod(graph.nodes[n].shape) for n in nodes)
 
 
-def trace_width(plan) -> int:
-    """Columns of a trace row: step, epoch, loss, the traced values, every param, every gradient."""
-    return 3 + entries(plan.graph, plan.traced) + 2 * entries(plan.graph, plan.params)
-
-
-def trace_row(plan, shape) -> list:
-    """Statements writing one trace row (columns as `trace_width` counts them), once `t` counts the step."""
-    rows = ["if trace.shape[0] > 0 and (t - 1) % every == 0:"]
-    rows += ["    r = trace[row]", "    r[0] = t", "    r[1] = epoch0 + e + 1", "    r[2] = loss"]
-    for i, (x, (a, b)) in enumerate(zip(plan.traced, slots(shape(x) for x in plan.traced))):
-        rows.append("    " + flat_store("r", (3 + a, 3 + b), var(plan.outputs[plan.first_traced + i]), shape(x)))
-    n = entries(plan.graph, plan.params)
-    start = trace_width(plan) - 2 * n  # after step, epoch, loss and the traced values
-    return rows + [f"    T.put(r[{start}:{start + n}], theta)", f"    T.put(r[{start + n}:], grad)", "    row += 1"]
+def trace_row(plan) -> list:
+    """Statements writing one trace row (in the plan's TraceLayout), once `t` counts the step."""
+    layout = plan.trace
+    rows = ["if trace.shape[0] > 0 and (t - 1) % every == 0:", "    r = trace[row]", f"    r[{layout.STEP}] = t",
+            f"    r[{layout.EPOCH}] = epoch0 + e + 1", f"    r[{layout.LOSS}] = loss"]
+    for i, (shape, span) in enumerate(zip(layout.traced, layout.traced_slots())):
+        rows.append("    " + flat_store("r", span, var(plan.outputs[plan.first_traced + i]), shape))
+    (a, b), (c, _) = layout.params_slot, layout.grads_slot
+    return rows + [f"    T.put(r[{a}:{b}], theta)", f"    T.put(r[{c}:], grad)", "    row += 1"]

@@ -83,11 +83,11 @@ def read_minimize(low: Lowered, stmt: ast.Minimize, data: DataSource | None, see
         raise SpecError(f"unknown optimizer `{name}`", call.func.span, hint=f"the optimizers are {', '.join(OPTIMIZERS)}")
     if call.args:
         raise SpecError(f"name each setting of `{name}`, as in `{name}(lr=0.1)`", call.args[0].span)
-    settings = dict(OPTIMIZERS[name])
+    settings = dict(OPTIMIZERS[name].settings)
     for key, val in ast.given_once(call.kwargs):
         if key.text not in settings:
             raise SpecError(f"`{name}` has no setting `{key.text}`", key.span,
-                            hint=f"it takes {', '.join(OPTIMIZERS[name])}")
+                            hint=f"it takes {', '.join(OPTIMIZERS[name].settings)}")
         settings[key.text] = option_value(low, key, val)
     options = {**OPTIONS, "seed": seed}
     for key, val in ast.given_once(stmt.options):

@@ -1,1 +1,2 @@
-"""Training: the step plan, optimizers, metrics, the trainer, data and what training records."""
+"""Training: options, optimizers, metrics, the step plan and its trace layout, the trainer (its
+examples, evaluation and progress display), data loading and what training records."""

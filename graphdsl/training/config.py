@@ -51,7 +51,7 @@ class Training:
         if optimizer not in OPTIMIZERS:
             raise DataError(f"unknown optimizer `{optimizer}`; the optimizers are {', '.join(OPTIMIZERS)}")
         if optimizer != self.optimizer:
-            settings = {k: settings.get(k, v) for k, v in OPTIMIZERS[optimizer].items()}
+            settings = {k: settings.get(k, v) for k, v in OPTIMIZERS[optimizer].settings.items()}
         for key, value in changes.items():
             if key == "optimizer":
                 continue

@@ -14,11 +14,8 @@ from graphdsl.errors import SpecError
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.ir.ops import OPS
-from graphdsl.ir.ops.batching import Unbatchable, per_row
+from graphdsl.ir.ops.batching import Unbatchable
 from graphdsl.ir.sym import Sym
-
-# The ops whose rule is the per-row one, for the tests that check a spec reaches every rule.
-PER_ROW = {name for name, op in OPS.items() if op.batch is per_row}
 
 
 def batched(graph: Graph, data: list, outputs: list, batch: int) -> tuple:

@@ -143,6 +143,9 @@ REDUCTIONS = """
     m2 = max(A)
     m3 = max(x, axis=0)
     m4 = max(x, axis=-1)
+    n1 = min(A)
+    n2 = min(A, axis=1)
+    n3 = min(x, axis=0)
 """
 
 INDEXING = """

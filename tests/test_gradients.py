@@ -295,6 +295,13 @@ case("max_axis0", "max", "sum(u * max(M, axis=0))", dict(M=normal(3, 3), u=norma
      lambda M, u: wsum(u, M.amax(dim=0)))
 case("max_axis1", "max", "sum(u * max(M, axis=1))", dict(M=normal(2, 4), u=normal(2)),
      lambda M, u: wsum(u, M.amax(dim=1)))
+case("min_all", "min", "s * min(M)", dict(M=normal(2, 3), s=normal()), lambda M, s: s * M.amin())
+case("min_axis0", "min", "sum(u * min(M, axis=0))", dict(M=normal(3, 3), u=normal(3)),
+     lambda M, u: wsum(u, M.amin(dim=0)))
+case("min_axis2", "min", "sum(u * min(T, axis=2))", dict(T=normal(2, 3, 4), u=normal(2, 3)),
+     lambda T, u: wsum(u, T.amin(dim=2)))
+case("min_of_abs", ("min", "abs"), "s * min(abs(v))", dict(v=normal(4), s=normal()),
+     lambda v, s: s * v.abs().amin())
 case("max_vector", "max", "s * max(v) + max(v, axis=0)", dict(v=normal(4), s=normal()),
      lambda v, s: s * v.amax() + v.amax())
 
@@ -463,7 +470,7 @@ NUMBA_CASES = (
     "log_scalar", "sqrt_scalar", "step_scalar", "relu_matrix", "abs_matrix", "is_zero_matrix",
     "eq_scalar_broadcast", "arith_scalars", "neg", "pow_const_exponent",
     "matmul_matrix_matrix", "juxt_matrix_vector", "transpose_op_vector", "transpose_function", "outer", "dot",
-    "sum_axis1", "mean_axis0", "max_axis0", "index_vector", "index_entry", "index_row",
+    "sum_axis1", "mean_axis0", "max_axis0", "min_axis2", "min_of_abs", "index_vector", "index_entry", "index_row",
     "stack_scalars", "stack_vectors", "stack_scalar_results", "concat_scalars_vectors",
     "softmax_matrix", "log_softmax_vector", "logsumexp_matrix", "softmax_ce_vector_index",
     "softmax_ce_matrix_onehot", "losses_scalar", "mse_scalar_target", "conv1d_stride1", "conv1d_stride2_leftover",

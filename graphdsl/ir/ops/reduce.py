@@ -1,4 +1,4 @@
-"""Reductions (sum, max) and the two shape-restoring ops their gradients need."""
+"""Reductions (sum, max, min) and the two shape-restoring ops their gradients need."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +46,8 @@ register("sum", doc="sum of all entries, or along axis=k", shape=reduced,
          emit=sum_loops, batch=reduction_batch, mults=no_mults, call=ALONG_AXIS, reads_fused=True)
 
 
-def max_vjp(g, y, x, axis=None):
-    # Ties share the gradient evenly, as in JAX and PyTorch's amax.
+def extreme_vjp(g, y, x, axis=None):
+    """Of max and min: ties share the gradient evenly, as in JAX and PyTorch's amax and amin."""
     mask = x.op("eq", y.op("expand", shape=x.shape, axis=axis))
     count = mask.op("sum", axis=axis).op("expand", shape=x.shape, axis=axis)
     return (g.op("expand", shape=x.shape, axis=axis) * mask / count,)
@@ -73,7 +73,26 @@ def max_batch(node, args: list, flags: list, size: int):
 
 
 register("max", doc="largest entry, or along axis=k; ties share the gradient", shape=max_shape,
-         ref=lambda x, axis=None: np.max(x, axis=axis), vjp=max_vjp, code=max_code, batch=max_batch,
+         ref=lambda x, axis=None: np.max(x, axis=axis), vjp=extreme_vjp, code=max_code, batch=max_batch,
+         mults=no_mults, call=ALONG_AXIS)
+
+
+def min_loops(out: str, args: list, in_shapes: list, dims: tuple, axis=None) -> list:
+    """The smallest entry, of everything or along one axis (of a value of any rank); np.minimum
+    keeps a nan, as np.min does."""
+    (s,) = in_shapes
+    kept = ivars(len(dims))
+    over, at = (s, ivars(len(s))) if axis is None else ((s[axis],), kept[:axis] + [f"i{len(dims)}"] + kept[axis:])
+    stmts, value = read(args[0], s, at)
+    first = 0 if axis is None else len(dims)
+    smallest = ["low = np.inf", *nest(over, stmts + [f"low = np.minimum(low, {value})"], first)]
+    if axis is None:
+        return smallest + [f"{out} = low"]
+    return nest(dims, smallest + [f"{entry(out, dims)} = low"])
+
+
+register("min", doc="smallest entry, or along axis=k; ties share the gradient", shape=reduced,
+         ref=lambda x, axis=None: np.min(x, axis=axis), vjp=extreme_vjp, emit=min_loops, batch=reduction_batch,
          mults=no_mults, call=ALONG_AXIS)
 
 

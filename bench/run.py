@@ -21,9 +21,9 @@ slows all of them alike, and each after a pause in which the last peer's idle th
 spinning (SETTLE_S); a table gives the median. Only training is timed: compiling or warming
 up (graphdsl: the first train() of one epoch in the process, on an empty cache, i.e. code
 generation and Numba compiling; JAX: lower().compile(), or the first step) is its own column.
-graphdsl's helper kernels (kernels.py, train_kernels.py, vecmath.py) are compiled once per
-install and cached; a priming child process compiles them first, so the column times each
-spec's own loop, and the priming line gives the first-use times with the helpers included.
+graphdsl's helper kernels (backend/runtime/: kernels.py, step.py, vecmath.py) are compiled
+once per install and cached; a priming child process compiles them first, so the column times
+each spec's own loop, and the priming line gives the first-use times with the helpers included.
 `vs graphdsl` is the peer's speed relative to graphdsl's (graphdsl's median time / the peer's):
 above 1 the peer is faster. `final loss` is the mean loss over the whole data set at the trained
 weights, in float64 NumPy; every peer must match NumPy by hand trained in the same dtype (relative

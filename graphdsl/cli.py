@@ -100,11 +100,11 @@ def trained(model, history, precision: int) -> str:
     return head + "\n\n" + table("trained params", list(model.params.items()), precision)
 
 
-def predictions(model, source) -> str:
+def predictions(model, data) -> str:
     """CSV, one row an example: the predicted values, with the class for a classifier."""
     from graphdsl.training.records import csv_row, flat_names, quoted_line
 
-    values = model.predict(source)
+    values = model.predict(data)
     train = model.spec.training
     name = model.spec.graph.name_of(train.metric[1]) or "prediction"
     argmax = train.metric[0].argmax
@@ -114,13 +114,13 @@ def predictions(model, source) -> str:
     return "".join(lines)
 
 
-def command_line_data(source: str | None):
+def command_line_data(data: str | None):
     """--data: a built-in set, or files (comma-separated) relative to the current directory."""
     from graphdsl.training.data import BUILTIN
 
-    if source is None or source in BUILTIN:
-        return source
-    paths = tuple(os.path.abspath(part) for part in source.split(","))
+    if data is None or data in BUILTIN:
+        return data
+    paths = tuple(os.path.abspath(part) for part in data.split(","))
     return paths if len(paths) > 1 else paths[0]
 
 
@@ -306,7 +306,7 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
             raise click.UsageError('--address needs Dask: pip install "dask[distributed]"')
         click.echo("Dask is not installed, so the trials run one after another here", err=True)
     # the absolute path: a worker elsewhere finds the spec's data files relative to it, as `run` does
-    job = sw.Job(model.spec.source, str(Path(spec).resolve()), command_line_data(data))
+    job = sw.Job(model.spec.text, str(Path(spec).resolve()), command_line_data(data))
 
     ran = 0
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Span:
-    """Where a piece of source text lies: 1-based lines and columns, end exclusive."""
+    """Where a piece of a spec's text lies: 1-based lines and columns, end exclusive."""
 
     line: int
     col: int
@@ -15,20 +15,20 @@ class Span:
 
 
 class SpecError(Exception):
-    """A spec that cannot be parsed, checked or run, located in its source.
+    """A spec that cannot be parsed, checked or run, located in its text.
 
-    ``str(err)`` prints ``file:line:col: error: message``, the source line and
+    ``str(err)`` prints ``file:line:col: error: message``, the spec's line and
     a caret under the offending text, then an optional hint.
     """
 
     def __init__(self, message: str, span: Span | None = None, *, hint: str | None = None,
-                 filename: str = "<spec>", source: str = ""):
+                 filename: str = "<spec>", text: str = ""):
         super().__init__(message)
         self.message = message
         self.span = span
         self.hint = hint
         self.filename = filename
-        self.source = source
+        self.text = text
 
     @property
     def line(self) -> int | None:
@@ -38,9 +38,9 @@ class SpecError(Exception):
     def column(self) -> int | None:
         return self.span.col if self.span else None
 
-    def located(self, filename: str, source: str) -> "SpecError":
-        """The same error, told which file it came from (the parser does not know)."""
-        self.filename, self.source = filename, source
+    def located(self, filename: str, text: str) -> "SpecError":
+        """The same error, told which file it came from and that file's text (the parser does not know)."""
+        self.filename, self.text = filename, text
         return self
 
     def __str__(self) -> str:
@@ -48,12 +48,12 @@ class SpecError(Exception):
             head = f"{self.filename}: error: {self.message}"
             return head + (f"\n  hint: {self.hint}" if self.hint else "")
         lines = [f"{self.filename}:{self.span.line}:{self.span.col}: error: {self.message}"]
-        text = self.source.splitlines()
-        if 0 < self.span.line <= len(text):
-            src = text[self.span.line - 1].rstrip()
+        spec_lines = self.text.splitlines()
+        if 0 < self.span.line <= len(spec_lines):
+            quoted = spec_lines[self.span.line - 1].rstrip()
             width = (self.span.end_col - self.span.col) if self.span.end_line == self.span.line else 1
-            lines.append(f"    {src}")
-            pad = "".join(c if c == "\t" else " " for c in src[:self.span.col - 1])
+            lines.append(f"    {quoted}")
+            pad = "".join(c if c == "\t" else " " for c in quoted[:self.span.col - 1])
             lines.append("    " + pad + "^" + "~" * max(width - 1, 0))
         if self.hint:
             lines.append(f"  hint: {self.hint}")

@@ -7,6 +7,7 @@ from graphdsl import pipeline
 from graphdsl.errors import ClassIndexError, DataError, SpecError
 from graphdsl.frontend.spec import Spec
 from graphdsl.ir.graph import Graph
+from graphdsl.ir.ops import OPS
 from graphdsl.ir.ops.nn import not_class_indices
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.transforms.interpret import evaluate
@@ -24,6 +25,17 @@ def bad_classes(name: str, value, classes: int) -> str | None:
             f"but it holds {value[bad].flat[0]:g}")
 
 
+def class_index_leaves(graph: Graph) -> dict:
+    """Leaf id -> its number of classes, for the leaves an op reads as class indices (its
+    `class_index` operand, indices into the last axis of its first operand)."""
+    found = {}
+    for node in graph.nodes:
+        at = None if node.is_leaf else OPS[node.op].class_index
+        if at is not None and graph.nodes[node.args[at]].is_leaf:
+            found[node.args[at]] = graph.nodes[node.args[0]].shape[-1]
+    return found
+
+
 class Model:
     """A checked spec, ready to run. Build one with `graphdsl.compile` or `graphdsl.load`.
 
@@ -37,9 +49,7 @@ class Model:
         self.spec, self.engine = spec, engine
         graph = spec.graph
         self.params = {n: graph.values[graph.names[n]].copy() for n in spec.names_of("param")}
-        # leaf id -> its number of classes, for the leaves read as class indices: checked before any kernel runs
-        self.classes = {graph.nodes[n.args[1]].id: graph.nodes[n.args[0]].shape[-1]
-                        for n in graph.nodes if n.op == "pick" and graph.nodes[n.args[1]].is_leaf}
+        self.classes = class_index_leaves(graph)  # checked before any kernel runs
         # leaf id -> name, for every program: they share the spec's leaf ids
         self._leaf_names = {nid: name for name, nid in graph.names.items()
                             if graph.nodes[nid].is_leaf and spec.kinds[name] != "node"}  # not aliases
@@ -83,7 +93,7 @@ class Model:
         if problem and name in inputs:
             raise DataError(problem)
         if problem:
-            raise SpecError(problem, node.span, filename=self.spec.filename, source=self.spec.source)
+            raise SpecError(problem, node.span, filename=self.spec.filename, text=self.spec.text)
         return float(value) if node.shape == () else np.ascontiguousarray(value, dtype=np.float64)
 
     def _run(self, program: pipeline.Program, inputs: dict, extra: dict | None = None) -> dict:

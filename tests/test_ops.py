@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from graphdsl.backend import codegen
-from graphdsl.backend import cache as jit
+from graphdsl.backend import cache
 from graphdsl.transforms.autodiff import backward
 from graphdsl.transforms.interpret import evaluate
 from graphdsl.ir.graph import Graph
@@ -283,6 +283,7 @@ def test_op_has_every_facet(name):
         shapes = [np.shape(a) for a in p.args]
         count = op.mults(shapes, tuple(op.shape(*shapes, **p.attrs)))
         assert isinstance(count, int) and count >= 0, "multiplication count (registry.no_mults if none)"
+        assert op.class_index is None or 0 < op.class_index < len(p.args), "class_index: an operand after the scores"
     assert op.call is None or (isinstance(op.call, Call) and op.call.params
                                and all(isinstance(p, str) for p in op.call.params)
                                and all(len(kind_default) == 2 for kind_default in op.call.kwargs.values())), "call"
@@ -296,7 +297,7 @@ def test_op_has_every_facet(name):
 def test_every_facet_is_checked_and_described():
     """A facet added to Op is checked above and listed in the registry's docstring."""
     checked = {"name", "doc", "shape", "ref", "vjp", "code", "emit", "batch", "mults", "call", "infix",
-               *FLAGS, *OPTIONAL}
+               "class_index", *FLAGS, *OPTIONAL}
     assert {f.name for f in fields(Op)} == checked
     assert [f for f in checked - {"name"} if f"- {f}" not in registry.__doc__] == []
 
@@ -351,7 +352,7 @@ def compiled_outputs(op: str) -> list:
         outs.append(g.add(op, ids, p.attrs))
         leaves += ids
         values += [leaf_value(a) for a in p.args]
-    kernel = jit.load(codegen.module([codegen.function(g, "kernel", leaves, outs)])).kernel
+    kernel = cache.load(codegen.module([codegen.function(g, "kernel", leaves, outs)])).kernel
     return list(kernel(*values))
 
 

@@ -24,7 +24,6 @@ from graphdsl.version import __version__
 KERNELS = [Path(__file__).parent / "runtime" / f"{module}.py" for module in HELPERS.values()]
 
 
-
 @lru_cache(maxsize=1)
 def toolchain() -> str:
     """What else decides the machine code: graphdsl's and Numba's versions and the helper kernels."""
@@ -42,9 +41,9 @@ def write_module(path: Path, source: str) -> None:
     replace_atomically(path, lambda f: f.write(source.encode("utf-8")))
 
 
-def holds(path: Path, text: str) -> bool:
+def holds(path: Path, source: str) -> bool:
     try:
-        return path.read_text(encoding="utf-8") == text
+        return path.read_text(encoding="utf-8") == source
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -31,9 +31,9 @@ def train_loop(plan, fuse: bool = False) -> str:
     `plan` (a training.plan.LoopPlan) says which leaves take data and which are params: views into the
     flat `theta`, so updates show through. The step's nodes live in arrays made up front. Vectors
     are made in Python by `buffers`, which saves Numba an overload compile for each kind of
-    allocation and view (about 1 s of compiling for a three-layer network). Numba indexes an
-    array of more axes with its shape, so those (and flat views of them) are made inside the
-    jitted loop, where it sees their shapes as constants: W2 ran 30% slower with them outside.
+    allocation and view. Numba indexes an array of more axes with its shape, so those (and flat
+    views of them) are made inside the jitted loop, where it sees their shapes as constants and
+    indexes them faster.
 
     `fuse` (the optimizer's update is plain, `Optimizer.is_plain`, and no trace is kept): weights
     whose gradient is one matrix product are updated by that product (see `sgd_products`); such a
@@ -90,7 +90,7 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
     def part(name: str, span: tuple) -> str:
         return name if whole else f"{name}[{span[0]}:{span[1]}]"
 
-    def norm(nid: int) -> str:  # of the memory a value reads (a transpose has its source's norm)
+    def norm(nid: int) -> str:  # of the memory a value reads (a transpose has its operand's norm)
         memory = memory_of(g, nid)
         return gathered_norm(memory) if plan.weights is not None and memory in plan.data else f"T.norm({var(memory)})"
     # a finite loss can still have an infinite gradient (sqrt at 0): check every gradient, and that
@@ -108,7 +108,7 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
 
 
 def memory_of(graph: Graph, nid: int) -> int:
-    """The node whose memory a value reads: itself, or the source of the views it is."""
+    """The node whose memory a value reads: itself, or the operand that it views (through any views)."""
     node = graph.nodes[nid]
     while not node.is_leaf and OPS[node.op].view is not None and not owns_buffer(graph, node):
         node = graph.nodes[node.args[0]]

@@ -1,4 +1,4 @@
-"""The abstract syntax tree: what a spec says, with a source span on every node."""
+"""The abstract syntax tree: what a spec says, with the span of spec text it came from on every node."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

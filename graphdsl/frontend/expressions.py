@@ -1,5 +1,5 @@
 """Expressions to graph nodes: operators, indexing, brackets, and calls with their keyword
-settings; each problem is reported with the source text it concerns."""
+settings; each problem is reported with the spec text it concerns."""
 from __future__ import annotations
 
 import math
@@ -74,7 +74,7 @@ def whole_number(key: ast.Ident, val) -> int:
 
 class Expressions:
     """Builds expressions' nodes into `graph`. `lookup(name, span)` gives the node holding a name's
-    value; `defined` holds the spec's names; `lines` are the source's, to quote in errors."""
+    value; `defined` holds the spec's names; `lines` are the spec's, to quote in errors."""
 
     def __init__(self, graph: Graph, lookup, defined, lines: list):
         self.graph = graph

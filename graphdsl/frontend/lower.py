@@ -126,9 +126,10 @@ def with_settings(train: Training | None, settings: dict | None, values: dict) -
     return train.updated(rest) if rest else train
 
 
-def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int = 0,
+def lower(program: ast.Program, text: str, filename: str = "<spec>", seed: int = 0,
           settings: dict | None = None) -> Spec:
-    """Check a parsed spec and build its graph; every problem raises a located SpecError.
+    """Check a parsed spec (`text` is what it was parsed from) and build its graph; every problem
+    raises a located SpecError.
 
     `settings` changes the spec's settings by name, as `--set` does: numbers, lists or tuples of
     numbers, or words for options such as `optimizer` and `dtype` (each is checked where it is used).
@@ -136,10 +137,10 @@ def lower(program: ast.Program, source: str, filename: str = "<spec>", seed: int
     try:
         statements, values = expand(program, settings)
         defs = definitions(statements)
-        low = Lowering(defs, source.splitlines(), seed, param_order(defs))
+        low = Lowering(defs, text.splitlines(), seed, param_order(defs))
         low.lower_all()
         train = with_settings(minimize.read(low.found(statements), statements, seed), settings, values)
         asked = requests.read(statements, low.kinds, low.shapes(), low.constant)
-        return Spec(low.graph, low.kinds, low.made_by, asked, filename, source, values, train)
+        return Spec(low.graph, low.kinds, low.made_by, asked, filename, text, values, train)
     except SpecError as err:
-        raise err.located(filename, source) from None
+        raise err.located(filename, text) from None

@@ -256,21 +256,21 @@ def _open_brackets(text: str) -> list:
     return stack
 
 
-def _unclosed(postlex: BracketPostLex, source: str) -> Token | None:
+def _unclosed(postlex: BracketPostLex, text: str) -> Token | None:
     """The innermost bracket left open at the error that no later text closes, if any."""
     if postlex.swallowed is None:
         return None
     for opener in reversed(postlex.open):
         at = opener.end_pos - 1  # a CALL token ends with its `(`
-        if _open_brackets(source[at:])[:1] == [0]:
+        if _open_brackets(text[at:])[:1] == [0]:
             return opener
     return None
 
 
-def _character_error(err: UnexpectedCharacters, source: str, hint: str | None) -> SpecError:
+def _character_error(err: UnexpectedCharacters, text: str, hint: str | None) -> SpecError:
     span = Span(err.line, err.column, err.line, err.column + 1)
     if err.char.isdigit() or err.char == ".":
-        word = re.match(r"[0-9.eE]*", source[err.pos_in_stream:]).group()
+        word = re.match(r"[0-9.eE]*", text[err.pos_in_stream:]).group()
         return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
                          hint="a number has at most one decimal point, as in `1.25` or `2e-3`")
     if err.char == "[":
@@ -279,23 +279,23 @@ def _character_error(err: UnexpectedCharacters, source: str, hint: str | None) -
     return SpecError(f"unexpected character `{err.char}`", span, hint=hint)
 
 
-def _closer_error(tok: Token, source: str) -> SpecError | None:
+def _closer_error(tok: Token, text: str) -> SpecError | None:
     """A `)` or `]` that closes nothing, or closes the wrong kind of bracket."""
-    still_open = _open_brackets(source[:tok.start_pos])
+    still_open = _open_brackets(text[:tok.start_pos])
     if not still_open:
         left = "(" if tok == ")" else "["
         return SpecError(f"`{tok}` has no matching `{left}`", _tok_span(tok), hint=f"remove it, or add the `{left}` it closes")
-    left = source[still_open[-1]]
+    left = text[still_open[-1]]
     if (left, str(tok)) in (("(", ")"), ("[", "]")):
         return None
-    line = source.count("\n", 0, still_open[-1]) + 1
+    line = text.count("\n", 0, still_open[-1]) + 1
     return SpecError(f"`{tok}` cannot close the `{left}` on line {line}", _tok_span(tok),
                      hint=f"close `{left}` with `{')' if left == '(' else ']'}`")
 
 
-def _keyword_error(tok: Token, source: str) -> SpecError | None:
+def _keyword_error(tok: Token, text: str) -> SpecError | None:
     """`show = x`: a keyword used as the name being assigned."""
-    line = source.splitlines()[tok.line - 1]
+    line = text.splitlines()[tok.line - 1]
     before = line[:tok.column - 1].split()
     if tok.type != "EQUAL" or len(before) != 1 or before[0] not in KEYWORDS:
         return None
@@ -304,8 +304,8 @@ def _keyword_error(tok: Token, source: str) -> SpecError | None:
                      Span(tok.line, col, tok.line, col + len(before[0])), hint="choose another name")
 
 
-def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) -> SpecError:
-    opener = _unclosed(postlex, source)
+def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, text: str) -> SpecError:
+    opener = _unclosed(postlex, text)
     if opener is not None:
         left, right = ("(", ")") if opener.type in ("CALL", "LPAR") else ("[", "]")
         span = Span(opener.end_line, opener.end_column - 1, opener.end_line, opener.end_column)
@@ -316,10 +316,10 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
                          getattr(err, "expected", None) or getattr(err, "allowed", None) or ())
     hint = f"expected {expected}" if expected else None
     if isinstance(err, UnexpectedCharacters):
-        return _character_error(err, source, hint)
+        return _character_error(err, text, hint)
     tok = getattr(err, "token", None)
     if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
-        lines = source.splitlines() or [""]  # point just past the last character
+        lines = text.splitlines() or [""]  # point just past the last character
         end = Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
         return SpecError("the spec ends in the middle of a statement", end, hint=hint)
     if tok.type == "_NL":
@@ -327,7 +327,7 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, source: str) ->
             hint += "; to go on to the next line, end this one with `\\`"
         return SpecError("this line ends before the statement is complete",
                          Span(tok.line, tok.column, tok.line, tok.column + 1), hint=hint)
-    special = (_closer_error(tok, source) if tok.type in CLOSERS else None) or _keyword_error(tok, source)
+    special = (_closer_error(tok, text) if tok.type in CLOSERS else None) or _keyword_error(tok, text)
     if special:
         return special
     what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",
@@ -348,15 +348,15 @@ def _check_depth(tree: Tree) -> None:
 
 def parse(text: str, filename: str = "<spec>") -> ast.Program:
     """Parse spec text into an AST; any problem raises a located SpecError."""
-    source = text if text.endswith("\n") else text + "\n"
+    terminated = text if text.endswith("\n") else text + "\n"  # the grammar ends every statement with one
     parser = _lark()
     with PARSING:  # the post-lexer keeps its bracket state, read on errors, on the one shared parser
         try:
-            tree = parser.parse(source)
+            tree = parser.parse(terminated)
             _check_depth(tree)
             return ToAst().transform(tree)
         except UnexpectedInput as err:
-            raise _syntax_error(err, parser.options.postlex, source).located(filename, text) from None
+            raise _syntax_error(err, parser.options.postlex, terminated).located(filename, text) from None
         except SpecError as err:
             raise err.located(filename, text) from None
         except VisitError as err:

@@ -31,7 +31,7 @@ class Spec:
     made_by: dict                    # name -> the declaration kind, function or op that made it
     requests: list = field(default_factory=list)
     filename: str = "<spec>"
-    source: str = ""
+    text: str = ""                   # the spec as written
     settings: dict = field(default_factory=dict)   # name -> value, after `--set`
     training: Training | None = None
     # what models build from this spec, by key (kernels, training plans and loops): built once,

@@ -23,5 +23,5 @@ def detect_anomaly(model, **inputs) -> str | None:
     span = bad.span or next((g.nodes[i].span for i in sorted(g.ancestors([bad.id]), reverse=True)
                              if i < forward and g.nodes[i].span), None)
     return str(SpecError(f"anomaly: the first value that is not finite is {what}", span,
-                         filename=spec.filename, source=spec.source,
+                         filename=spec.filename, text=spec.text,
                          hint="a stable form may exist: softmax_ce, logsumexp and bce_logits take raw scores"))

@@ -72,7 +72,7 @@ def chain_rule(model: Model, node: str, loss: str | None = None) -> ChainRule:
     start, end = (known(spec, name) for name in (node, loss))
     if spec.kinds[node] == "const":
         raise SpecError(f"`{node}` is a constant, so it has no gradient", g.nodes[start].span,
-                        filename=spec.filename, source=spec.source)
+                        filename=spec.filename, text=spec.text)
     readers = {}
     for nid in sorted(set(g.names.values())):  # in definition order, so paths print in a stable order
         for parent in own_nodes(g, nid)[1]:
@@ -117,7 +117,7 @@ def scalar_only(spec, nid: int, node: str, loss: str) -> None:
         name = spec.graph.name_of(nid)
         where = "" if name in (node, loss) else f" and lies on a path from `{node}` to `{loss}`"
         raise SpecError(f"explain follows scalar values only, but `{name}` is {fmt_shape(shape)}{where}",
-                        spec.graph.nodes[nid].span, filename=spec.filename, source=spec.source,
+                        spec.graph.nodes[nid].span, filename=spec.filename, text=spec.text,
                         hint="give each unit a scalar name of its own, as in specs/seed001_task2_paths.nn")
 
 

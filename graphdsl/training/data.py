@@ -1,7 +1,7 @@
 """Examples for a spec's `input` and `target` leaves: read, fitted to their fields, validated.
 
 A spec is written per example (`input x[4]`, `target k`), so every loaded array gets a leading
-example axis: the field x[4] becomes an array of shape (n, 4). A source is one of
+example axis: the field x[4] becomes an array of shape (n, 4). The data `load` reads is one of
 
 - "iris" or "digits": scikit-learn's offline copies (the optional extra `graphdsl[data]`);
 - a path to a .csv, .npz or IDX (MNIST) file, any of them gzip-compressed as `name.gz`;
@@ -70,26 +70,26 @@ class _Piece:
 
     field: Field
     values: np.ndarray  # (n,) + field.shape
-    origin: str         # the source, for messages about the whole array
+    origin: str         # where the values came from, for messages about the whole array
     where: Where
 
 
-def load(source, fields: list[Field], base_dir: str | Path | None = None, dtype=np.float64) -> dict[str, np.ndarray]:
+def load(data, fields: list[Field], base_dir: str | Path | None = None, dtype=np.float64) -> dict[str, np.ndarray]:
     """Examples for every field, as C-contiguous `dtype` arrays of shape (n,) + field.shape, all the
     same n. They are read, never written, so arrays given inline are used as they are where they
     already fit (float32 data for a float32 run is not copied)."""
     fields = list(fields)
     _check_fields(fields)
-    if isinstance(source, str) and source in BUILTIN:  # a builtin name wins over a file of that name
-        pieces = _builtin(source, fields)
-    elif isinstance(source, dict):
-        pieces = _inline(source, fields)
-    elif isinstance(source, (str, os.PathLike)):
-        pieces = _files([source], fields, base_dir)
-    elif isinstance(source, (tuple, list)):
-        pieces = _files(list(source), fields, base_dir)
+    if isinstance(data, str) and data in BUILTIN:  # a builtin name wins over a file of that name
+        pieces = _builtin(data, fields)
+    elif isinstance(data, dict):
+        pieces = _inline(data, fields)
+    elif isinstance(data, (str, os.PathLike)):
+        pieces = _files([data], fields, base_dir)
+    elif isinstance(data, (tuple, list)):
+        pieces = _files(list(data), fields, base_dir)
     else:
-        raise DataError(f"cannot read examples from a {type(source).__name__}: give a builtin name "
+        raise DataError(f"cannot read examples from a {type(data).__name__}: give a builtin name "
                         f"({', '.join(BUILTIN)}), a path, a tuple of paths, or a dict of arrays")
     arrays = _finish(pieces, dtype)
     return {f.name: arrays[f.name] for f in fields}  # in the order the fields were given
@@ -411,7 +411,7 @@ def _csv_where(label: str, line_no: list[int], start: int) -> Where:
 
 
 # Rows per NumPy parse: large enough to run at full speed, small enough that the careful
-# reader, which is about 10 times slower, rescans little when a chunk holds a bad cell.
+# reader, which is much slower, rescans little when a chunk holds a bad cell.
 _CHUNK = 4096
 
 
@@ -433,8 +433,8 @@ def _read_table(label: str, rows: list[str], line_no: list[int], fields: list[Fi
 def _fast_table(rows: list[str]) -> np.ndarray | None:
     """Rows through NumPy's C parser, as int64 or float64, or None if it rejects them.
 
-    Integers parse about 7 times faster than floats, and pixel tables are all integers,
-    so try them first; rows with any other number fail on their first one, cheaply.
+    Integers parse much faster than floats, and pixel tables are all integers, so try them
+    first; rows with any other number fail on their first one, cheaply.
     """
     for dtype in (np.int64, np.float64):
         try:

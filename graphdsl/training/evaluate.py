@@ -42,13 +42,13 @@ def evaluate_examples(model, train: Training, arrays: dict) -> dict:
     return out
 
 
-def predict(model, source, node: str | None = None) -> np.ndarray:
-    """`node` (by default what the loss compares with the target) for every example in `source`."""
+def predict(model, data, node: str | None = None) -> np.ndarray:
+    """`node` (by default what the loss compares with the target) for every example in `data`."""
     train = model.spec.training
     if node is None and (train is None or train.metric is None):
         raise DataError("say which node to predict, e.g. predict(data, node=\"y_hat\")")
     target = pipeline.node_id(model.spec, node) if node else train.metric[1]
     needed = model.spec.graph.ancestors([target])
     inputs = [i for i in (model.spec.graph.names[n] for n in model.spec.names_of("input")) if i in needed]
-    examples = datasets.load(source, fields(model, inputs), None)
+    examples = datasets.load(data, fields(model, inputs), None)
     return np.array(evaluate_all(model, [target], examples)[target])  # never a view of the caller's data

@@ -1,5 +1,5 @@
-"""A model's examples for its data leaves (from a source, the spec's `data`, or the spec's own
-values), and the order training visits them in, epoch by epoch."""
+"""A model's examples for its data leaves (from data passed in, the spec's `data`, or the spec's
+own values), and the order training visits them in, epoch by epoch."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,24 +17,24 @@ def fields(model, leaves: list) -> list:
     return [datasets.Field(g.name_of(d), g.nodes[d].op, g.nodes[d].shape, model.classes.get(d)) for d in leaves]
 
 
-def examples(model, train: Training, source, leaves: list) -> dict:
-    """Every example for the data leaves: from `source`, the spec's `data`, or the spec's own values.
-    The spec's paths are relative to its folder; a path passed in, to the current directory (as
-    `--data` and `predict` take it)."""
+def examples(model, train: Training, data, leaves: list) -> dict:
+    """Every example for the data leaves: from `data` (what data.load reads), the spec's `data`, or
+    the spec's own values. The spec's paths are relative to its folder; a path passed in, to the
+    current directory (as `--data` and `predict` take it)."""
     spec = model.spec
-    from_spec = source is None
-    source = source if source is not None else train.data
+    from_spec = data is None
+    data = data if data is not None else train.data
     wanted = fields(model, leaves)
-    if isinstance(source, DataSource):
-        source = source.loadable()
-    if source is None:  # no data anywhere: the spec's values are the one example
+    if isinstance(data, DataSource):
+        data = data.loadable()
+    if data is None:  # no data anywhere: the spec's values are the one example
         missing = [f.name for f in wanted if spec.graph.names[f.name] not in spec.graph.values]
         if missing:
             raise DataError(f"`{missing[0]}` has no value and the spec gives no data: add "
                             f"`data \"examples.csv\"` (or `data {missing[0]} = [...]`), or pass --data")
-        source = {f.name: spec.graph.values[spec.graph.names[f.name]][None] for f in wanted}
+        data = {f.name: spec.graph.values[spec.graph.names[f.name]][None] for f in wanted}
     base = Path(spec.filename).parent if from_spec and Path(spec.filename).exists() else None
-    return datasets.load(source, wanted, base, np.dtype(train.options["dtype"]))
+    return datasets.load(data, wanted, base, np.dtype(train.options["dtype"]))
 
 
 def orders(n: int, seed: int, shuffle: bool, first: int, count: int) -> np.ndarray:

@@ -51,7 +51,7 @@ def make_plan(spec, train: Training, data: list, batch: int | None, traced: list
         try:
             g, new = batched(g0, data, [loss, *pred, *traced], batch)
         except SpecError as err:
-            raise err.located(spec.filename, spec.source) from None
+            raise err.located(spec.filename, spec.text) from None
         weights = g.leaf("input", None, (batch,))
         total = (Sym(g, new[loss]) * Sym(g, weights)).op("sum").id
     grads = backward(g, total, [new[p] for p in params])

@@ -22,9 +22,9 @@ def interrupts_between_chunks():
     """Yields a function that says whether Ctrl-C was pressed; the press itself raises nothing.
     The compiled loop updates theta and the optimizer state in place, and Python then records
     the chunk (params, step count, trace, checkpoint): stopping anywhere in there would leave
-    those out of step. So a first Ctrl-C takes effect once the chunk is recorded (about 0.2 s);
-    a second one stops at once. Signals can only be handled on the main thread; elsewhere
-    Ctrl-C keeps Python's behaviour."""
+    those out of step. So a first Ctrl-C takes effect once the chunk is recorded (a chunk runs
+    for about trainer.CHUNK_SECONDS); a second one stops at once. Signals can only be handled on
+    the main thread; elsewhere Ctrl-C keeps Python's behaviour."""
     pressed = []
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False

@@ -3,7 +3,7 @@
 Python prepares the data, the shuffled orders and the flat parameter vector
 `theta`, then calls the generated `train` function for a chunk of epochs at a
 time; between chunks it reports progress, writes the trace and epoch log, and
-saves checkpoints. A chunk runs long enough (about 0.2 s) that calls are cheap.
+saves checkpoints. A chunk runs for about CHUNK_SECONDS, long enough that calls are cheap.
 """
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ def loop_value(graph, leaf: int, dtype):
 class Trainer:
     """One training run of a model: compiled once, then run chunk by chunk."""
 
-    def __init__(self, model, train: Training, source=None, traced=()):
+    def __init__(self, model, train: Training, data=None, traced=()):
         self.model, self.train = model, train
         spec = model.spec
-        data = data_leaves(spec, spec.graph.names[train.loss])
-        every = examples(model, train, source, data)  # in the loop's dtype
+        leaves = data_leaves(spec, spec.graph.names[train.loss])
+        every = examples(model, train, data, leaves)  # in the loop's dtype
         self.fit, val = datasets.split(every, train.options["validation"], train.options["seed"])
         self.val = {k: v.astype(np.float64, copy=False) for k, v in val.items()}  # the interpreter's dtype
         n = len(next(iter(self.fit.values())))
@@ -54,7 +54,7 @@ class Trainer:
         # shown nodes are per-example values, so traced only at one example a step; the loss has its column
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
         # the step graph and its compiled loops are kept with the spec: a second train() reuses them
-        self.plan = pipeline.step_plan(spec, train, data, size if size > 1 else None,
+        self.plan = pipeline.step_plan(spec, train, leaves, size if size > 1 else None,
                                        [spec.graph.names[t] for t in self.traced])
         self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
@@ -184,7 +184,7 @@ class Trainer:
                    f"finite; {where}. The model keeps the weights of step {step - 1}")
         spec = self.model.spec
         return TrainingError(str(SpecError(message, bad.span if bad else None, filename=spec.filename,
-                                           source=spec.source,
+                                           text=spec.text,
                                            hint="lower the learning rate, or check the data for extreme values")))
 
 

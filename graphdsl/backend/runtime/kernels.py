@@ -130,7 +130,7 @@ def conv2d_dk(g, x, height, width, stride, padding):
 @njit(cache=True)
 def dot(a, b, out):
     """out = a @ b by BLAS. Compiled once per layout and cached: np.dot written into generated
-    code was typed and compiled again for every spec."""
+    code would be typed and compiled again in every spec's module."""
     np.dot(a, b, out)
 
 

@@ -20,16 +20,16 @@ def batch_rows(order, step, size, mean, ids, weights):
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def take(source, ids, out):
-    """out[i] = source[ids[i]] for arrays of any rank (rows flattened). Returns out's Frobenius
-    norm (see `norm`) for `product_fits`: summed as the rows stream in from memory, it costs
-    nothing measurable, where a pass of its own over W4's float32 batch took 1-2.5% of a step."""
-    rows = source.reshape((source.shape[0], -1))
+def take(examples, ids, out):
+    """out[i] = examples[ids[i]] for arrays of any rank (rows flattened). Returns out's Frobenius
+    norm (see `norm`) for `product_fits`, summed as the rows stream in from memory, so the batch
+    needs no pass of its own to measure it."""
+    rows = examples.reshape((examples.shape[0], -1))
     flat = out.reshape((out.shape[0], -1))
     acc = 0.0
     for i in range(ids.size):  # a loop, not a slice assignment: see `put`
-        src, dst = rows[ids[i]], flat[i]  # one row at a time: LLVM copies it as one contiguous run,
-        for j in range(dst.size):        # 2.3x faster than indexing [i, j] for W4's 784-float rows
+        src, dst = rows[ids[i]], flat[i]  # one row at a time, so LLVM copies it as one contiguous
+        for j in range(dst.size):        # run rather than indexing [i, j] entry by entry
             dst[j] = src[j]
             acc += dst[j] * dst[j]
     return math.sqrt(acc)
@@ -127,9 +127,10 @@ def hits_threshold(score, target, weights, cut):
 
 @njit(cache=True)
 def put(dst, src):
-    """dst's entries = src's entries, both in C order. A loop here: a slice assignment costs
-    Numba ~0.6 s of compiling each (its shape-mismatch error path). Generated code passes a
-    slice, not an offset: an int constant would compile one specialisation per value."""
+    """dst's entries = src's entries, both in C order. A loop, compiled once here: a slice
+    assignment in generated code makes Numba compile its shape-mismatch error path at each one.
+    Generated code passes a slice, not an offset: an int constant would compile one
+    specialisation per value."""
     flat, into = np.ascontiguousarray(src).reshape(src.size), dst.reshape(dst.size)
     if flat.size != into.size:
         raise ValueError("graphdsl: a generated value does not fit its buffer")

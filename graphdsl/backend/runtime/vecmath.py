@@ -2,13 +2,13 @@
 
 libm's exp and tanh are opaque calls, so a loop over them runs one element at a time, and Numba's
 LLVM has no vector maths library to swap in. These compute the same values to within 1 ulp (exp)
-and 3 ulp (tanh) and run 4 to 7 times faster in a vectorised loop; tests/test_vecmath.py measures
-the accuracy. (Where a loop cannot be vectorised, libm is quicker: see ops.math_module.)
+and 3 ulp (tanh) in plain arithmetic that LLVM vectorises; tests/test_vecmath.py measures the
+accuracy. (Where a loop cannot be vectorised, libm is quicker: see loops.math_module.)
 
 Each is a Numba intrinsic that writes its instructions straight into the calling loop: nothing
-is left for LLVM to inline (it left some calls out of line in large loops, which then ran one
-element at a time), and Numba has no Python function to type and inline at every call site
-(0.2 s of compiling each). They take float32 or float64 and compute and return float64.
+is left for LLVM to inline (it may leave calls out of line in a large loop, which then runs one
+element at a time), and Numba has no Python function to type and inline at every call site,
+which would cost compile time at each. They take float32 or float64 and compute and return float64.
 """
 import math
 

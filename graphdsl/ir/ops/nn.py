@@ -98,7 +98,7 @@ def pick_loops(out: str, args: list, in_shapes: list, dims: tuple) -> list:
 register("pick", doc="z[k] along the last axis, for class indices k", shape=pick_shape, ref=pick_ref,
          vjp=lambda g, y, z, k: (k.op("onehot", classes=z.shape[-1])
                                  * g.op("expand", shape=z.shape, axis=len(z.shape) - 1), None),
-         emit=pick_loops, batch=per_row, mults=no_mults, call=None)
+         emit=pick_loops, batch=per_row, mults=no_mults, call=None, class_index=1)
 
 
 def onehot_ref(k, *, classes):

@@ -107,13 +107,13 @@ def expand_ref(g, *, shape, axis=None):
 
 
 def expand_read(args: list, in_shapes: list, idx: list, axis=None, **_) -> tuple:
-    """Its source's entry for loop indices `idx`: every index but `axis` (none for a scalar)."""
+    """Its operand's entry for loop indices `idx`: every index but `axis` (none for a scalar)."""
     return read(args[0], in_shapes[0], idx if axis is None else idx[:axis] + idx[axis + 1:])
 
 
 def expand_loops(out: str, args: list, in_shapes: list, dims: tuple, **attrs) -> list:
-    stmts, source = expand_read(args, in_shapes, ivars(len(dims)), **attrs)
-    return nest(dims, stmts + [f"{entry(out, dims)} = {source}"])
+    stmts, value = expand_read(args, in_shapes, ivars(len(dims)), **attrs)
+    return nest(dims, stmts + [f"{entry(out, dims)} = {value}"])
 
 
 register("expand", doc="copy a reduced value back along the reduced axis (the gradient of sum)",

@@ -32,6 +32,8 @@ an op's name:
 - fused_read(args, in_shapes, idx, **attrs) -> (statements, expression): the op only reads its
   operand, broadcast, so a reader's loops can read its value at indices `idx` in place
 - blas: a matrix product `a @ b` that BLAS may run (loops.blas says when)
+- class_index: which operand holds class indices into the last axis of the first operand (the
+  scores), so a model checks a leaf given there before any kernel runs
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class Op:
     reads_fused: bool
     fused_read: Callable | None
     blas: bool
+    class_index: int | None
 
 
 OPS: dict[str, Op] = {}
@@ -101,7 +104,7 @@ def template(text: str) -> Callable:
 
 def register(name, *, doc, shape, ref, vjp, code=None, emit=None, batch, mults, call, infix=None,
              elementwise=False, backward_only=False, view=None, reads_fused=False, fused_read=None,
-             blas=False):
+             blas=False, class_index=None):
     """Enter an op in OPS. The facets every op has take no default, so an entry missing one fails
     here, when its family is imported."""
     if (code is None) == (emit is None):
@@ -109,6 +112,7 @@ def register(name, *, doc, shape, ref, vjp, code=None, emit=None, batch, mults, 
     if (vjp is None) != backward_only:
         raise TypeError(f"op {name}: a vjp rule, unless backward_only")
     OPS[name] = Op(name, doc, shape, ref, vjp, template(code) if isinstance(code, str) else code, emit,
-                   batch, mults, call, infix, elementwise, backward_only, view, reads_fused, fused_read, blas)
+                   batch, mults, call, infix, elementwise, backward_only, view, reads_fused, fused_read, blas,
+                   class_index)
     if infix is not None:
         INFIX[infix] = name

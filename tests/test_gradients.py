@@ -827,3 +827,16 @@ def test_spec_numba_equals_numpy(path):
             inputs = {} if r.at is None else {r.names[1]: r.at}
             assert_close(compiled.jacobian(*r.names, **inputs), reference.jacobian(*r.names, **inputs),
                          1e-12, 0, f"jacobian {r.names}")
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_power_gradients_at_a_zero_base_are_their_limits(engine):
+    """At x = 0: x^0 has slope 0 and x^1 slope 1 (b x^(b-1) would be 0 * inf and 1 * 0^0), and
+    d(x^b)/db is 0 for b >= 0 (a^b log a would be 0 * log 0), as in PyTorch."""
+    spec = "param x = 0\nparam b = 2\nparam c = 0\nparam d = 1\nL = x ^ 0 + x ^ b + 3 * x ^ c + x ^ d\ngrad L wrt x, b, c, d\n"
+    got = graphdsl.compile(spec, engine=engine).grad()
+    x, b, c, d = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.0, 2.0, 0.0, 1.0))
+    (x ** 0 + x ** b + 3 * x ** c + x ** d).backward()
+    for name, leaf in zip("xbcd", (x, b, c, d)):
+        assert got[name] == leaf.grad.item(), (name, got[name], leaf.grad.item())
+    assert got["x"] == 1.0  # only x^d has a slope at 0

@@ -109,6 +109,11 @@ def onehot_expected(k, *, classes):
     return F.one_hot(torch.tensor(np.asarray(k)).long(), classes).double().numpy()
 
 
+def mask_zero_expected(x, m):
+    """x where m is not 0; 0, whatever x holds, where it is."""
+    return np.where(np.asarray(m) == 0.0, 0.0, x)
+
+
 def binary(fn, first=r):
     """Probes for an elementwise binary op: equal shapes, and a scalar, a vector and a column broadcast."""
     return [Probe((first(2, 3), pos(2, 3)), fn), Probe((pos(), r(2, 3)), fn), Probe((pos(2, 3), pos()), fn),
@@ -138,6 +143,10 @@ PROBES = {
             Probe((r(2, 3), away0(3)), lambda a, b: a / b), Probe((r(2, 1), away0()), lambda a, b: a / b)],
     "pow": binary(T(torch.pow), pos) + [Probe((r(4), np.float64(2.0)), T(torch.pow)),
                                   Probe((np.float64(2.0), r(4)), T(torch.pow))],
+    "mask_zero": [Probe((r(2, 3), np.array([[0.0, 1.0, -2.0], [3.0, 0.0, 0.5]])), mask_zero_expected, nondiff=(1,)),
+                  Probe((r(2, 3), np.array([0.0, 1.5, -1.0])), mask_zero_expected, nondiff=(1,)),
+                  Probe((np.array([np.nan, 1.0, np.inf]), np.array([0.0, 2.0, 0.0])), mask_zero_expected, smooth=False,
+                        nondiff=(1,))],
     "eq": [Probe((np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 3.0])), T(lambda a, b: (a == b).double())),
            Probe((np.array([[1.0, 2.0], [2.0, 1.0]]), np.float64(2.0)), T(lambda a, b: (a == b).double())),
            Probe((np.float64(1.5), np.float64(1.5)), T(lambda a, b: (a == b).double()))],

@@ -88,11 +88,10 @@ def reduce_loss(per_item: Sym, reduce: str) -> Sym:
 
 
 def check_pair(pred: Sym, target: Sym) -> None:
-    try:
-        joint = np.broadcast_shapes(pred.shape, target.shape)
-    except ValueError:
-        joint = None
-    if joint != pred.shape:
+    """A target of the prediction's shape, or one number for every entry. Any other shape is refused,
+    even where it broadcasts: a [2] target against a [2, 2] prediction is almost surely a product
+    typed wrong upstream, and broadcasting it would print a wrong loss."""
+    if target.shape not in (pred.shape, ()):
         raise ShapeError(f"the prediction is {fmt_shape(pred.shape)} but the target is {fmt_shape(target.shape)}")
 
 

@@ -72,3 +72,27 @@ def test_cli_reports_spec_error_on_stderr_with_exit_code_2():
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == spec.with_suffix(".err").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("expr, want", [
+    ("(1/2) (y - t)^2", 2.0),          # 0.5 * 2^2
+    ("1/(2 (y - t)^2)", 0.125),        # 1 / (2 * 4)
+    ("1 / (2 (y - t)^2)", 0.125),
+    ("y t / 2", 1.5),                  # (3 * 1) / 2 on any reading
+    ("y / 2 * t", 1.5),                # `*` is not juxtaposition: (3 / 2) * 1
+])
+def test_a_division_with_its_brackets_is_accepted(expr, want):
+    model = graphdsl.compile(f"input y = 3\ninput t = 1\nL = {expr}\n", engine="numpy")
+    assert model.forward()["L"] == want
+
+
+@pytest.mark.parametrize("expr, readings", [
+    ("y / t y", "`(y / t) y` or `y / (t y)`"),
+    ("y / (t) y", "`(y / (t)) y` or `y / ((t) y)`"),
+    ("y / t (y - 1)", "`(y / t) (y - 1)` or `y / (t (y - 1))`"),
+    ("2 + 1/2 t y", "`(1 / 2) t y` or `1 / (2 t y)`"),
+])
+def test_a_division_by_a_product_side_by_side_is_refused_with_both_readings(expr, readings):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input y = 3\ninput t = 1\nL = {expr}\n", engine="numpy")
+    assert readings in str(info.value) and "with its brackets" in str(info.value)

@@ -39,6 +39,41 @@ def check_juxtaposition(e: ast.BinOp) -> None:
                         hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
 
 
+def bracketed(span: Span, lines: list) -> bool:
+    """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
+    what is inside, so the text before it ends with `(`."""
+    before = lines[span.line - 1][:span.col - 1].rstrip()
+    line = span.line - 1
+    while not before and line > 0:  # inside brackets an expression may start a line
+        line -= 1
+        before = lines[line - 1].split("#")[0].rstrip() if line else ""
+    return before.endswith("(")
+
+
+def check_division(e: ast.BinOp, lines: list) -> None:
+    """`a / b c` is a / (b c) by precedence, but a whiteboard's `1/2 (y - t)^2` means (1/2) (y - t)^2:
+    a divisor that is a product by juxtaposition, without brackets of its own, is refused."""
+    divisor = e.right
+    if not (isinstance(divisor, ast.BinOp) and divisor.op == "juxt") or bracketed(divisor.span, lines):
+        return
+    innermost = divisor
+    while isinstance(innermost.left, ast.BinOp) and innermost.left.op == "juxt":
+        innermost = innermost.left
+    first, second = innermost.left.span, innermost.right.span
+    if e.span.line == e.span.end_line:
+        text = lines[e.span.line - 1]
+        cut = lambda a, b: text[a - 1:b - 1].strip()  # noqa: E731
+        between = text[first.end_col - 1:second.col - 1]
+        split = first.end_col + between.rfind("(") if "(" in between else second.col  # where the 2nd factor is written
+        left, top = cut(e.span.col, e.left.span.end_col), cut(divisor.span.col, split)
+        rest = cut(split, divisor.span.end_col)
+        readings = f"`({left} / {top}) {rest}` or `{left} / ({top} {rest})`"
+    else:
+        readings = "`(a / b) c` or `a / (b c)`"
+    raise SpecError(f"a division by a product written side by side can be read two ways: {readings}", e.span,
+                    hint="write the one you mean with its brackets")
+
+
 def function_of(e: ast.Call, defined) -> Function:
     """The function a call names, given as many arguments as it takes; `defined` holds the spec's
     names, which are values and cannot be called."""
@@ -129,6 +164,8 @@ class Expressions:
     def binop(self, e: ast.BinOp) -> int:
         if e.op == "juxt":
             check_juxtaposition(e)
+        if e.op == "/":
+            check_division(e, self.lines)
         left, right = self.expr(e.left), self.expr(e.right)
         op = INFIX.get(e.op)
         if e.op == "juxt":

@@ -1,9 +1,10 @@
 """graphdsl: a small language for differentiable computation graphs, compiled to Numba kernels."""
 
+import warnings
 from pathlib import Path
 
 from graphdsl import pipeline
-from graphdsl.errors import DataError, SpecError
+from graphdsl.errors import DataError, SpecError, SpecWarning
 from graphdsl.model import Model
 from graphdsl.version import __version__
 
@@ -17,7 +18,10 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
     same seed and settings shares the checked spec and what was built from it (kernels, training
     loops); each Model keeps params of its own.
     """
-    return Model(pipeline.check(text, filename, seed, settings), engine)
+    spec = pipeline.check(text, filename, seed, settings)
+    for found in spec.warnings:
+        warnings.warn(found, stacklevel=2)
+    return Model(spec, engine)
 
 
 def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:
@@ -27,4 +31,4 @@ def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = 
                    settings=settings)
 
 
-__all__ = ["compile", "load", "Model", "SpecError", "DataError", "__version__"]
+__all__ = ["compile", "load", "Model", "SpecError", "SpecWarning", "DataError", "__version__"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 import numpy as np
@@ -30,9 +31,14 @@ def read_spec(path: str) -> str:
 
 
 def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
-    from graphdsl import compile
+    from graphdsl import SpecWarning, compile
 
-    return compile(read_spec(path), filename=path, engine=engine, settings=settings)
+    with warnings.catch_warnings():  # printed here, located like errors, rather than as Python warnings
+        warnings.simplefilter("ignore", SpecWarning)
+        model = compile(read_spec(path), filename=path, engine=engine, settings=settings)
+    for found in model.spec.warnings:
+        click.echo(str(found), err=True)
+    return model
 
 
 class Cli(click.Group):

@@ -44,20 +44,42 @@ class SpecError(Exception):
         return self
 
     def __str__(self) -> str:
-        if self.span is None:
-            head = f"{self.filename}: error: {self.message}"
-            return head + (f"\n  hint: {self.hint}" if self.hint else "")
-        lines = [f"{self.filename}:{self.span.line}:{self.span.col}: error: {self.message}"]
-        spec_lines = self.text.splitlines()
-        if 0 < self.span.line <= len(spec_lines):
-            quoted = spec_lines[self.span.line - 1].rstrip()
-            width = (self.span.end_col - self.span.col) if self.span.end_line == self.span.line else 1
-            lines.append(f"    {quoted}")
-            pad = "".join(c if c == "\t" else " " for c in quoted[:self.span.col - 1])
-            lines.append("    " + pad + "^" + "~" * max(width - 1, 0))
-        if self.hint:
-            lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+        return quoted(self, "error")
+
+
+def quoted(found, kind: str) -> str:
+    """``file:line:col: kind: message``, the spec's line with a caret under the text, and the hint,
+    for a SpecError or a SpecWarning."""
+    if found.span is None:
+        head = f"{found.filename}: {kind}: {found.message}"
+        return head + (f"\n  hint: {found.hint}" if found.hint else "")
+    span = found.span
+    lines = [f"{found.filename}:{span.line}:{span.col}: {kind}: {found.message}"]
+    spec_lines = found.text.splitlines()
+    if 0 < span.line <= len(spec_lines):
+        line = spec_lines[span.line - 1].rstrip()
+        width = (span.end_col - span.col) if span.end_line == span.line else 1
+        lines.append(f"    {line}")
+        pad = "".join(c if c == "\t" else " " for c in line[:span.col - 1])
+        lines.append("    " + pad + "^" + "~" * max(width - 1, 0))
+    if found.hint:
+        lines.append(f"  hint: {found.hint}")
+    return "\n".join(lines)
+
+
+class SpecWarning(UserWarning):
+    """Something a spec says that is legal but most likely not what was meant; graphdsl.compile
+    warns with it, and the command line prints it on stderr, located like a SpecError."""
+
+    def __init__(self, message: str, span: Span | None = None, *, hint: str | None = None,
+                 filename: str = "<spec>", text: str = ""):
+        super().__init__(message)
+        self.message, self.span, self.hint, self.filename, self.text = message, span, hint, filename, text
+
+    located = SpecError.located
+
+    def __str__(self) -> str:
+        return quoted(self, "warning")
 
 
 class DataError(ValueError):

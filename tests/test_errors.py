@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,35 @@ def test_a_division_by_a_product_side_by_side_is_refused_with_both_readings(expr
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile(f"input y = 3\ninput t = 1\nL = {expr}\n", engine="numpy")
     assert readings in str(info.value) and "with its brackets" in str(info.value)
+
+
+WARNED = "input x[2] = [1, 2]\nparam W[2, 2] = [[1, 0], [0, 1]]\ny = sum({expr})\nshow y\n"
+
+
+@pytest.mark.parametrize("expr, product", [("W * x", "`W x`"), ("x * W", "`x W`"), ("(W) * (x)", "`W x`")])
+def test_a_matrix_times_a_vector_entry_by_entry_is_warned_about(expr, product):
+    """Legal broadcasting, so the values stand (sum of W * x = 1*1 + 0*2 + 0*1 + 1*2 = 3), but a
+    located warning asks whether the matrix product was meant."""
+    with pytest.warns(graphdsl.SpecWarning) as caught:
+        model = graphdsl.compile(WARNED.format(expr=expr), filename="net.nn", engine="numpy")
+    assert model.forward()["y"] == 3.0
+    text = str(caught[0].message)
+    assert text.startswith("net.nn:3:9: warning: ") and f"did you mean {product}" in text, text
+
+
+@pytest.mark.parametrize("expr", ["W * W", "x * x", "2 * W", "W x", "x' W"])
+def test_other_products_are_not_warned_about(expr):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", graphdsl.SpecWarning)
+        graphdsl.compile(WARNED.format(expr=expr), engine="numpy")
+
+
+def test_the_command_line_prints_the_warning_on_stderr_and_exits_0(tmp_path):
+    spec = tmp_path / "net.nn"
+    spec.write_text(WARNED.format(expr="W * x"))
+    done = subprocess.run([sys.executable, "-c", "from graphdsl.cli import main; main()", "run", str(spec)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "y scalar  3" in done.stdout
+    assert done.stderr.startswith(f"{spec}:3:9: warning: `W` ([2, 2]) * `x` ([2]) multiplies entry by entry")
+    assert "did you mean `W x`" in done.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from graphdsl.errors import Span, SpecError
+from graphdsl.errors import Span, SpecError, SpecWarning
 from graphdsl.frontend import ast
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
@@ -117,6 +117,7 @@ class Expressions:
         self.defined = defined
         self.lines = lines
         self.calls: dict = {}  # node id -> (function, argument ids), for the nodes calls made
+        self.warnings: list = []  # SpecWarnings, in the order met
 
     def snippet(self, span: Span) -> str:
         if span.line != span.end_line or span.line > len(self.lines):
@@ -171,6 +172,8 @@ class Expressions:
         if e.op == "juxt":
             scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape
             op = "mul" if scalar else "matmul"
+        if e.op == "*":
+            self.check_elementwise_product(e, left, right)
         # `x [0]` with a space multiplies by the literal [0]; the user most likely meant to index.
         index_like = (e.op == "juxt" and isinstance(e.right, ast.Stack)
                       and all(isinstance(i, ast.Num) for i in e.right.items))
@@ -179,6 +182,19 @@ class Expressions:
                                 f"{'to the power' if e.op == '^' else 'and'} {self.describe(e.right, right)}",
                         hint="to index, write the index directly after the name, as in `x[0]`"
                              if index_like else None)
+
+    def check_elementwise_product(self, e: ast.BinOp, left: int, right: int) -> None:
+        """`W * x` with W a matrix and x a vector broadcasts x along W's rows, which is legal, but on a
+        whiteboard it is almost always the product `W x` typed wrong: warn, and go on."""
+        shapes = [self.graph.nodes[n].shape for n in (left, right)]
+        if sorted(map(len, shapes)) != [1, 2] or shapes[0][-1] != shapes[1][-1]:
+            return  # not a matrix and a vector, or they do not broadcast: the product reports it
+        written = [self.snippet(x.span) for x in (e.left, e.right)]
+        product = f"`{written[0][1:-1]} {written[1][1:-1]}`" if e.span.line == e.span.end_line else "the product"
+        self.warnings.append(SpecWarning(
+            f"{self.describe(e.left, left)} * {self.describe(e.right, right)} multiplies entry by entry, "
+            "repeating the vector along the matrix's rows", e.span,
+            hint=f"did you mean {product}, the matrix product written side by side?"))
 
     def index(self, e: ast.Index) -> int:
         base = self.expr(e.base)

@@ -141,6 +141,7 @@ def lower(program: ast.Program, text: str, filename: str = "<spec>", seed: int =
         low.lower_all()
         train = with_settings(minimize.read(low.found(statements), statements, seed), settings, values)
         asked = requests.read(statements, low.kinds, low.shapes(), low.constant)
-        return Spec(low.graph, low.kinds, low.made_by, asked, filename, text, values, train)
+        warned = [w.located(filename, text) for w in low.expressions.warnings]
+        return Spec(low.graph, low.kinds, low.made_by, asked, filename, text, values, train, warned)
     except SpecError as err:
         raise err.located(filename, text) from None

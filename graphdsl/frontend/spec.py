@@ -34,6 +34,7 @@ class Spec:
     text: str = ""                   # the spec as written
     settings: dict = field(default_factory=dict)   # name -> value, after `--set`
     training: Training | None = None
+    warnings: list = field(default_factory=list)   # SpecWarnings: legal, but most likely not meant
     # what models build from this spec, by key (kernels, training plans and loops): built once,
     # shared by every model of the spec
     programs: dict = field(default_factory=dict, repr=False, compare=False)

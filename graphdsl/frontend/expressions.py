@@ -86,8 +86,10 @@ def function_of(e: ast.Call, defined) -> Function:
         if name in defined:
             raise SpecError(f"`{name}` is a value, not a function", e.func.span,
                             hint=f"to multiply, leave a space: `{name} (...)`")
-        raise SpecError(f"unknown function `{name}`", e.func.span,
-                        hint=suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
+        same_letters = [f for f in FUNCTIONS if f.lower() == name.lower()]
+        hint = (f"did you mean `{same_letters[0]}`? names are case-sensitive" if same_letters else
+                suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
+        raise SpecError(f"unknown function `{name}`", e.func.span, hint=hint)
     least = len(fn.params) - fn.optional
     if not least <= len(e.args) <= len(fn.params):
         count = f"{least} or {len(fn.params)}" if fn.optional else str(least)
@@ -167,6 +169,10 @@ class Expressions:
             check_juxtaposition(e)
         if e.op == "/":
             check_division(e, self.lines)
+        if e.op == "^" and isinstance(e.right, ast.Name) and e.right.id == "T" and "T" not in self.defined:
+            base = self.snippet(e.left.span).strip("`")
+            raise SpecError(f"`{base}^T` raises `{base}` to the power `T`, which the spec does not define", e.span,
+                            hint=f"to transpose, write `{base}'` (a prime) or `transpose({base})`")
         left, right = self.expr(e.left), self.expr(e.right)
         op = INFIX.get(e.op)
         if e.op == "juxt":

@@ -267,8 +267,34 @@ def _unclosed(postlex: BracketPostLex, text: str) -> Token | None:
     return None
 
 
+MODULES = ("np", "numpy", "torch", "math", "jnp", "jax", "F", "nn", "tf")  # where a student's calls come from
+
+
+def _dotted_error(err: UnexpectedCharacters, text: str) -> SpecError | None:
+    """`W.T`, `np.tanh(x)` and `x.relu()`: Python's notation for a transpose, a module's function
+    and a method, which a spec writes as `W'`, `tanh(x)` and `relu(x)`."""
+    before = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", text[:err.pos_in_stream])
+    after = re.match(r"\.([A-Za-z_][A-Za-z0-9_]*)(\()?", text[err.pos_in_stream:])
+    if err.char != "." or before is None or after is None:
+        return None
+    owner, name, call = before.group(), after.group(1), after.group(2)
+    span = Span(err.line, err.column - len(owner), err.line, err.column + len(after.group()))
+    if name == "T" and not call:
+        return SpecError(f"`{owner}.T` is Python's transpose", span, hint=f"write `{owner}'` (a prime) or `transpose({owner})`")
+    if call and owner in MODULES:
+        return SpecError(f"`{owner}.{name}(` calls into a Python module", span,
+                         hint=f"call graphdsl's function by its name alone, as in `{name}(...)`")
+    if call:
+        return SpecError(f"`{owner}.{name}()` is a Python method call", span, hint=f"write `{name}({owner})`")
+    return SpecError(f"`{owner}.{name}`: a name cannot have a part after a `.`", span,
+                     hint="names are letters, digits and underscores")
+
+
 def _character_error(err: UnexpectedCharacters, text: str, hint: str | None) -> SpecError:
     span = Span(err.line, err.column, err.line, err.column + 1)
+    dotted = _dotted_error(err, text)
+    if dotted:
+        return dotted
     if err.char.isdigit() or err.char == ".":
         word = re.match(r"[0-9.eE]*", text[err.pos_in_stream:]).group()
         return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
@@ -304,6 +330,14 @@ def _keyword_error(tok: Token, text: str) -> SpecError | None:
                      Span(tok.line, col, tok.line, col + len(before[0])), hint="choose another name")
 
 
+def _double_star_error(tok: Token, text: str) -> SpecError | None:
+    """`x**2`: Python's power, which a spec writes `x^2`."""
+    if str(tok) != "*" or text[tok.start_pos - 1:tok.start_pos] != "*":
+        return None
+    return SpecError("`**` is Python's power", Span(tok.line, tok.column - 1, tok.line, tok.column + 1),
+                     hint="write a power with `^`, as in `x^2`")
+
+
 def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, text: str) -> SpecError:
     opener = _unclosed(postlex, text)
     if opener is not None:
@@ -327,7 +361,8 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, text: str) -> S
             hint += "; to go on to the next line, end this one with `\\`"
         return SpecError("this line ends before the statement is complete",
                          Span(tok.line, tok.column, tok.line, tok.column + 1), hint=hint)
-    special = (_closer_error(tok, text) if tok.type in CLOSERS else None) or _keyword_error(tok, text)
+    special = ((_closer_error(tok, text) if tok.type in CLOSERS else None) or _keyword_error(tok, text)
+               or _double_star_error(tok, text))
     if special:
         return special
     what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",

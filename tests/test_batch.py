@@ -228,12 +228,11 @@ def test_batched_values_equal_per_example_values(case):
 
 def test_the_specs_reach_every_op_that_has_a_rule():
     """Every op with a minibatch rule is met by some spec above, or by the hand-built graphs below
-    (`sign` and `reshape` have no spec syntax; `onehot` appears only in softmax_ce's gradient and
-    `mask_zero` only in a power's)."""
+    (`sign` and `reshape` have no spec syntax; `onehot` appears only in softmax_ce's gradient)."""
     reached = set()
     for text, fixed in CASES.values():
         reached |= data_ops(graphdsl.compile(spec(text), engine="numpy"))
-    by_hand = {"sign", "reshape", "onehot", "mask_zero"}
+    by_hand = {"sign", "reshape", "onehot"}
     rules = {name for name, op in OPS.items() if op.batch is not unbatchable}
     assert rules - reached <= by_hand, rules - reached - by_hand
 
@@ -265,12 +264,6 @@ def by_hand(build, shape, seed=3):
 
 def test_sign_batches():
     by_hand(lambda x: [x.op("sign"), x.op("sign") * x], (3,))
-
-
-def test_mask_zero_batches():
-    """Per example, and against a mask the same for every example."""
-    by_hand(lambda x: [x.op("mask_zero", x.op("sign")), (x * x).op("mask_zero", x.g_array(np.array([0.0, 1.0, 2.0])))],
-            (3,))
 
 
 def test_reshape_batches():

@@ -840,3 +840,21 @@ def test_power_gradients_at_a_zero_base_are_their_limits(engine):
     for name, leaf in zip("xbcd", (x, b, c, d)):
         assert got[name] == leaf.grad.item(), (name, got[name], leaf.grad.item())
     assert got["x"] == 1.0  # only x^d has a slope at 0
+
+
+def test_a_power_at_a_zero_base_leaves_no_value_that_is_not_finite():
+    """--detect-anomaly walks every value of the gradient: 0^2's gradient needs none that is inf or nan."""
+    from graphdsl.tools.anomaly import detect_anomaly
+
+    model = graphdsl.compile("param a[2] = [0, 1]\nparam b = 2\ny = sum(a ^ b)\ngrad y wrt a, b\n", engine="numpy")
+    assert detect_anomaly(model) is None
+    assert list(model.grad()["a"]) == [0.0, 2.0] and model.grad()["b"] == np.log(1.0)  # 0^2 log 0 is 0; 1^2 log 1 = 0
+
+
+def test_gradcheck_fails_a_finite_gradient_against_an_infinite_difference():
+    """0^b jumps at b = 0: the difference quotient is -inf, which no finite gradient agrees with."""
+    from graphdsl.tools.gradcheck import gradcheck
+
+    model = graphdsl.compile("param a = 0\nparam b = 0\ny = a ^ b\ngrad y wrt b\n", engine="numpy")
+    errors, bad = gradcheck(model)
+    assert [m.name for m in bad] == ["b"] and errors["b"] == np.inf

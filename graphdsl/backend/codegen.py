@@ -36,7 +36,7 @@ NAMES = (
     ("x7", "node 7's value computed inside the loops of its one reader (fused)"),
     ("t7", "node 7's value built by statements, then copied into v7"),
     ("i0, i1, ...", "loop indices, outermost first"),
-    ("acc, top, low", "loop locals: a running sum, a row's largest entry, a running minimum"),
+    ("acc, top", "loop locals: a running sum (or max, or min), a row's largest entry"),
     ("cls", "a class index, checked by K.class_index"),
 )
 LOOP_NAMES = (

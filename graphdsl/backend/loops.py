@@ -70,11 +70,12 @@ def elementwise(formula, out: str, args: list, in_shapes: list, shape: tuple) ->
     return nest(shape, stmts + [f"{index(out, shape, idx)} = {formula(values)}"])
 
 
-def accumulate(out: str, summand: tuple, over: tuple, first: int) -> list:
-    """out = the sum of `summand` ((statements, expression)) over the indices of `over` (a local
-    sum, so out may be a scalar)."""
+def accumulate(out: str, summand: tuple, over: tuple, first: int, start: str = "0.0", combine: str | None = None) -> list:
+    """out = the sum of `summand` ((statements, expression)) over the indices of `over`, or its fold
+    by `combine(acc, value)` from `start` (a local, so out may be a scalar)."""
     stmts, value = summand
-    return ["acc = 0.0", *nest(over, stmts + [f"acc += {value}"], first), f"{out} = acc"]
+    step = f"acc += {value}" if combine is None else f"acc = {combine}(acc, {value})"
+    return [f"acc = {start}", *nest(over, stmts + [step], first), f"{out} = acc"]
 
 
 def entry(out: str, dims: tuple) -> str:

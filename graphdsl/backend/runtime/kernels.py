@@ -1,5 +1,5 @@
 """Numba helpers that generated code calls (as `K.name`), compiled once into Numba's cache:
-row-wise stable softmax and log-softmax, class-index checks, max along an axis, conv1d and conv2d
+row-wise stable softmax and log-softmax, class-index checks, conv1d and conv2d
 with their gradients, and matrix products through BLAS."""
 import numpy as np
 from llvmlite import ir
@@ -42,16 +42,6 @@ def class_index(k, classes):
     if c != k or c < 0 or c >= classes:
         raise ClassIndexError(CLASS_INDEX_PROBLEM)
     return c
-
-
-@njit(cache=True)
-def max_axis(x, axis):
-    """Max along one axis of a matrix."""
-    rows = np.ascontiguousarray(x.T) if axis == 0 else np.ascontiguousarray(x)
-    out = np.empty(rows.shape[0])
-    for r in range(rows.shape[0]):
-        out[r] = rows[r].max()
-    return out
 
 
 @njit(cache=True)

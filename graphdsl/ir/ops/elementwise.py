@@ -43,15 +43,13 @@ binary("div", np.divide, "({0} / {1})", lambda g, y, a, b: (g / b, -g * y / b), 
 
 
 def pow_vjp(g, y, a, b):
-    """b a^(b-1), 0 where b = 0 (x^0 has slope 0 at x = 0 too, not 0 * inf), and a^b log(a), 0
-    where a = 0 (not 0 * log 0), as JAX gives them (PyTorch too, but for a = 0 with b < 0)."""
-    return (g * b * a ** (b - 1.0)).op("mask_zero", b), (g * y * a.op("log")).op("mask_zero", a)
+    """b a^(b-1) and a^b log(a), with every value on the way finite where the result is: where b = 0
+    the power is a^0, so x^0 has slope 0 at x = 0 (not 0 * inf), and where a = 0 the log is log 1, so
+    d(0^b)/db is 0 for b > 0 (not 0 * log 0), as in PyTorch and JAX."""
+    return g * b * a ** (b - 1.0 + b.op("is_zero")), g * y * (a + a.op("is_zero")).op("log")
 
 
 binary("pow", np.power, "({0} ** {1})", pow_vjp, "a ^ b, elementwise", call=None, infix="^", mults=no_mults)
-binary("mask_zero", lambda x, m: np.where(np.equal(m, 0.0), 0.0, x), "(0.0 if {1} == 0.0 else {0})",
-       lambda g, y, x, m: (g.op("mask_zero", m), None), "x, but 0 where m == 0 (nan and inf in x too)",
-       call=None, infix=None, mults=no_mults)
 binary("eq", lambda a, b: np.equal(a, b).astype(np.float64), "(({0} == {1}) * 1.0)",
        lambda g, y, a, b: (None, None), "1 where a == b exactly, else 0; zero gradient",
        call=Call(("a", "b")), infix=None, mults=no_mults)

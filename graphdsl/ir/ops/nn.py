@@ -151,10 +151,10 @@ register("conv1d", doc="valid 1-D cross-correlation z_i = sum_j k_j x_(i*stride+
          call=Call(("x", "k"), {"stride": ("int", 1)}))
 register("conv1d_dx", doc="gradient of conv1d with respect to its signal", shape=lambda g, k, *, n, stride: (n,),
          ref=conv1d_dx_ref, vjp=None, code="K.conv1d_dx({0}, {1}, {n}, {stride})", batch=unbatchable,
-         mults=no_mults, call=None, backward_only=True)
+         mults=no_mults, call=None)
 register("conv1d_dk", doc="gradient of conv1d with respect to its kernel", shape=lambda g, x, *, d, stride: (d,),
          ref=conv1d_dk_ref, vjp=None, code="K.conv1d_dk({0}, {1}, {d}, {stride})", batch=unbatchable,
-         mults=no_mults, call=None, backward_only=True)
+         mults=no_mults, call=None)
 
 
 def conv2d_shape(x: tuple, k: tuple, *, stride, padding) -> tuple:
@@ -208,8 +208,8 @@ register("conv2d", doc="z[f, i, j] = sum_(c,p,q) k[f, c, p, q] x[c, i*stride + p
 register("conv2d_dx", doc="gradient of conv2d with respect to its image",
          shape=lambda g, k, *, height, width, stride, padding: (k[1], height, width), ref=conv2d_dx_ref, vjp=None,
          code="K.conv2d_dx({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
-         mults=no_mults, call=None, backward_only=True)
+         mults=no_mults, call=None)
 register("conv2d_dk", doc="gradient of conv2d with respect to its kernels",
          shape=lambda g, x, *, height, width, stride, padding: (g[0], x[0], height, width), ref=conv2d_dk_ref,
          vjp=None, code="K.conv2d_dk({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
-         mults=no_mults, call=None, backward_only=True)
+         mults=no_mults, call=None)

@@ -73,12 +73,16 @@ class Op:
     call: Call | None
     infix: str | None
     elementwise: bool
-    backward_only: bool
     view: Callable | None
     reads_fused: bool
     fused_read: Callable | None
     blas: bool
     class_index: int | None
+
+    @property
+    def backward_only(self) -> bool:
+        """Made only by vjp rules, never differentiated: it has no vjp."""
+        return self.vjp is None
 
 
 OPS: dict[str, Op] = {}
@@ -103,16 +107,14 @@ def template(text: str) -> Callable:
 
 
 def register(name, *, doc, shape, ref, vjp, code=None, emit=None, batch, mults, call, infix=None,
-             elementwise=False, backward_only=False, view=None, reads_fused=False, fused_read=None,
-             blas=False, class_index=None):
+             elementwise=False, view=None, reads_fused=False, fused_read=None, blas=False, class_index=None):
     """Enter an op in OPS. The facets every op has take no default, so an entry missing one fails
-    here, when its family is imported."""
+    here, when its family is imported; vjp=None says the op is made only by vjp rules."""
     if (code is None) == (emit is None):
         raise TypeError(f"op {name}: give code or emit, not both or neither")
-    if (vjp is None) != backward_only:
-        raise TypeError(f"op {name}: a vjp rule, unless backward_only")
-    OPS[name] = Op(name, doc, shape, ref, vjp, template(code) if isinstance(code, str) else code, emit,
-                   batch, mults, call, infix, elementwise, backward_only, view, reads_fused, fused_read, blas,
-                   class_index)
+    OPS[name] = Op(name=name, doc=doc, shape=shape, ref=ref, vjp=vjp,
+                   code=template(code) if isinstance(code, str) else code, emit=emit, batch=batch, mults=mults,
+                   call=call, infix=infix, elementwise=elementwise, view=view, reads_fused=reads_fused,
+                   fused_read=fused_read, blas=blas, class_index=class_index)
     if infix is not None:
         INFIX[infix] = name

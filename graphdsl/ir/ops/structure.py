@@ -133,7 +133,7 @@ def slice_shape(x: tuple, *, start, stop) -> tuple:
 
 register("slice", doc="entries start to stop of a vector (the gradient of `[a; b]`)", shape=slice_shape,
          ref=lambda x, *, start, stop: x[start:stop].copy(), vjp=None, code="{0}[{start}:{stop}].copy()",
-         batch=unbatchable, mults=no_mults, call=None, backward_only=True)
+         batch=unbatchable, mults=no_mults, call=None)
 
 
 def reshape_shape(x: tuple, *, shape) -> tuple:

@@ -55,7 +55,7 @@ def quoted(found, kind: str) -> str:
         return head + (f"\n  hint: {found.hint}" if found.hint else "")
     span = found.span
     lines = [f"{found.filename}:{span.line}:{span.col}: {kind}: {found.message}"]
-    spec_lines = found.text.splitlines()
+    spec_lines = found.text.split("\n")  # as the parser counts lines (not at \f or \u2028)
     if 0 < span.line <= len(spec_lines):
         line = spec_lines[span.line - 1].rstrip()
         width = (span.end_col - span.col) if span.end_line == span.line else 1

@@ -102,7 +102,7 @@ def test_a_division_by_a_product_side_by_side_is_refused_with_both_readings(expr
 WARNED = "input x[2] = [1, 2]\nparam W[2, 2] = [[1, 0], [0, 1]]\ny = sum({expr})\nshow y\n"
 
 
-@pytest.mark.parametrize("expr, product", [("W * x", "`W x`"), ("x * W", "`x W`"), ("(W) * (x)", "`W x`")])
+@pytest.mark.parametrize("expr, product", [("W * x", "`W x`"), ("x * W", "`W x`"), ("(W) * (x)", "`W x`")])
 def test_a_matrix_times_a_vector_entry_by_entry_is_warned_about(expr, product):
     """Legal broadcasting, so the values stand (sum of W * x = 1*1 + 0*2 + 0*1 + 1*2 = 3), but a
     located warning asks whether the matrix product was meant."""
@@ -129,3 +129,49 @@ def test_the_command_line_prints_the_warning_on_stderr_and_exits_0(tmp_path):
     assert "y scalar  3" in done.stdout
     assert done.stderr.startswith(f"{spec}:3:9: warning: `W` ([2, 2]) * `x` ([2]) multiplies entry by entry")
     assert "did you mean `W x`" in done.stderr
+
+
+@pytest.mark.parametrize("body", [
+    "L = sum([1 /\n  2 y])",            # the divisor starts the next line, inside a list
+    "L = 1/-2 (y - t)^2",              # a negated product
+])
+def test_a_division_by_a_product_is_refused_however_it_is_laid_out(body):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input y = 3\ninput t = 1\n{body}\n", engine="numpy")
+    assert "can be read two ways" in str(info.value)
+
+
+@pytest.mark.parametrize("body, want", [
+    ("L = 1 / (\n2 y)", 1 / 6),                          # bracketed, opening on the line before
+    ("L = 1 / (  # a note (\n  2 y)", 1 / 6),            # a comment after the bracket
+    ("# a \u2028 line separator in a comment\nL = 1 / (2 y)", 1 / 6),  # lines counted as the parser counts them
+])
+def test_a_bracketed_divisor_is_accepted_however_it_is_laid_out(body, want):
+    assert graphdsl.compile(f"input y = 3\n{body}\n", engine="numpy").forward()["L"] == pytest.approx(want)
+
+
+def test_a_class_index_out_of_range_in_a_minimize_setting_is_a_located_error():
+    spec = ("input x[2] = [1, 2]\nparam W[2, 2] = [[1, 0], [0, 1]]\nL = sum(W x)\n"
+            "minimize L using sgd(lr=0.1), epochs=softmax_ce([1, 2], 1 + 1)\n")  # a computed index
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(spec, filename="net.nn", engine="numpy")
+    assert str(info.value).startswith("net.nn:4:38: error: `epochs`: a class index")
+
+
+def test_a_warning_in_a_for_block_is_given_once(tmp_path):
+    spec = tmp_path / "net.nn"
+    spec.write_text("setting hidden = [2, 2]\ninput x[2] = [1, 2]\nfor n in hidden\n"
+                    "    param W[n, 2] = xavier()\n    h = W * x\nend\n")
+    for command in ("run", "show-ir", "show-code"):
+        done = subprocess.run([sys.executable, "-c", "from graphdsl.cli import main; main()", command, str(spec)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr.count("warning:") == 1, (command, done.stderr)
+
+
+@pytest.mark.parametrize("expr, hint", [("x.foo()", "graphdsl has no function `foo`"),
+                                        ("np.foo(x)", "graphdsl has no function `foo`"),
+                                        ("x.tanh()", "write `tanh(x)`")])
+def test_a_python_call_names_only_functions_graphdsl_has(expr, hint):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input x = 1\ny = {expr}\n", engine="numpy")
+    assert hint in str(info.value)

@@ -43,10 +43,10 @@ def bracketed(span: Span, lines: list) -> bool:
     """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
     what is inside, so the text before it ends with `(`."""
     before = lines[span.line - 1][:span.col - 1].rstrip()
-    line = span.line - 1
+    line = span.line - 1  # 0-based: the line before is lines[line - 1]
     while not before and line > 0:  # inside brackets an expression may start a line
         line -= 1
-        before = lines[line - 1].split("#")[0].rstrip() if line else ""
+        before = lines[line].split("#")[0].rstrip()
     return before.endswith("(")
 
 
@@ -54,6 +54,8 @@ def check_division(e: ast.BinOp, lines: list) -> None:
     """`a / b c` is a / (b c) by precedence, but a whiteboard's `1/2 (y - t)^2` means (1/2) (y - t)^2:
     a divisor that is a product by juxtaposition, without brackets of its own, is refused."""
     divisor = e.right
+    while isinstance(divisor, ast.Neg):  # `1/-2 x` is as ambiguous
+        divisor = divisor.operand
     if not (isinstance(divisor, ast.BinOp) and divisor.op == "juxt") or bracketed(divisor.span, lines):
         return
     innermost = divisor
@@ -64,7 +66,7 @@ def check_division(e: ast.BinOp, lines: list) -> None:
         text = lines[e.span.line - 1]
         cut = lambda a, b: text[a - 1:b - 1].strip()  # noqa: E731
         between = text[first.end_col - 1:second.col - 1]
-        split = first.end_col + between.rfind("(") if "(" in between else second.col  # where the 2nd factor is written
+        split = first.end_col + between.find("(") if "(" in between else second.col  # where the 2nd factor is written
         left, top = cut(e.span.col, e.left.span.end_col), cut(divisor.span.col, split)
         rest = cut(split, divisor.span.end_col)
         readings = f"`({left} / {top}) {rest}` or `{left} / ({top} {rest})`"
@@ -86,7 +88,7 @@ def function_of(e: ast.Call, defined) -> Function:
         if name in defined:
             raise SpecError(f"`{name}` is a value, not a function", e.func.span,
                             hint=f"to multiply, leave a space: `{name} (...)`")
-        same_letters = [f for f in FUNCTIONS if f.lower() == name.lower()]
+        same_letters = [f for f in (*FUNCTIONS, *INITIALISERS) if f.lower() == name.lower()]
         hint = (f"did you mean `{same_letters[0]}`? names are case-sensitive" if same_letters else
                 suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
         raise SpecError(f"unknown function `{name}`", e.func.span, hint=hint)
@@ -195,8 +197,11 @@ class Expressions:
         shapes = [self.graph.nodes[n].shape for n in (left, right)]
         if sorted(map(len, shapes)) != [1, 2] or shapes[0][-1] != shapes[1][-1]:
             return  # not a matrix and a vector, or they do not broadcast: the product reports it
-        written = [self.snippet(x.span) for x in (e.left, e.right)]
-        product = f"`{written[0][1:-1]} {written[1][1:-1]}`" if e.span.line == e.span.end_line else "the product"
+        matrix, vector = (e.left, e.right) if len(shapes[0]) == 2 else (e.right, e.left)
+        written = [self.snippet(x.span)[1:-1] for x in (matrix, vector)]
+        product = ("the product, matrix first" if e.span.line != e.span.end_line or any(w.endswith("...") for w in written)
+                   else "`" + " ".join(w if isinstance(x, (ast.Name, ast.Call)) else f"({w})"
+                                       for w, x in zip(written, (matrix, vector))) + "`")
         self.warnings.append(SpecWarning(
             f"{self.describe(e.left, left)} * {self.describe(e.right, right)} multiplies entry by entry, "
             "repeating the vector along the matrix's rows", e.span,

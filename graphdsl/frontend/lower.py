@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphdsl.frontend import ast, minimize, requests
-from graphdsl.errors import DataError, Span, SpecError
+from graphdsl.errors import ClassIndexError, DataError, Span, SpecError
 from graphdsl.frontend.declarations import Declarations, param_order
 from graphdsl.frontend.expand import expand
 from graphdsl.frontend.expressions import Expressions
@@ -93,8 +93,11 @@ class Lowering:
         scratch = Lowering(self.defs, self.lines, self.seed, self.param_order, only_constants=what)
         node = scratch.expressions.expr(expr)
         leaves = {n.id: scratch.graph.values[n.id] for n in scratch.graph.leaves()}
-        with np.errstate(all="ignore"):
-            value = np.asarray(evaluate(scratch.graph, leaves, [node])[node], dtype=np.float64)
+        try:
+            with np.errstate(all="ignore"):
+                value = np.asarray(evaluate(scratch.graph, leaves, [node])[node], dtype=np.float64)
+        except ClassIndexError as err:  # a literal class index out of range, met as it is evaluated
+            raise SpecError(f"{what}: {err}", expr.span) from None
         if not np.all(np.isfinite(value)):
             raise SpecError(f"{what} is not finite", expr.span, hint="check for division by zero or overflow")
         return value
@@ -137,11 +140,12 @@ def lower(program: ast.Program, text: str, filename: str = "<spec>", seed: int =
     try:
         statements, values = expand(program, settings)
         defs = definitions(statements)
-        low = Lowering(defs, text.splitlines(), seed, param_order(defs))
+        low = Lowering(defs, text.split("\n"), seed, param_order(defs))  # lines as the parser counts them
         low.lower_all()
         train = with_settings(minimize.read(low.found(statements), statements, seed), settings, values)
         asked = requests.read(statements, low.kinds, low.shapes(), low.constant)
-        warned = [w.located(filename, text) for w in low.expressions.warnings]
+        # a `for` block's body is lowered once per pass: one warning per place in the spec
+        warned = list({(w.span, w.message): w.located(filename, text) for w in low.expressions.warnings}.values())
         return Spec(low.graph, low.kinds, low.made_by, asked, filename, text, values, train, warned)
     except SpecError as err:
         raise err.located(filename, text) from None

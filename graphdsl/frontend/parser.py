@@ -14,6 +14,7 @@ from lark.lexer import PatternStr
 from graphdsl.frontend import ast
 from graphdsl.errors import Span, SpecError
 from graphdsl.files import cache_dir
+from graphdsl.frontend.functions import FUNCTIONS
 
 OPENERS = {"LPAR", "LSQB", "CALL", "INDEX"}
 CLOSERS = {"RPAR", "RSQB"}
@@ -273,7 +274,8 @@ MODULES = ("np", "numpy", "torch", "math", "jnp", "jax", "F", "nn", "tf")  # whe
 def _dotted_error(err: UnexpectedCharacters, text: str) -> SpecError | None:
     """`W.T`, `np.tanh(x)` and `x.relu()`: Python's notation for a transpose, a module's function
     and a method, which a spec writes as `W'`, `tanh(x)` and `relu(x)`."""
-    before = re.search(r"[A-Za-z_][A-Za-z0-9_]*$", text[:err.pos_in_stream])
+    line_start = text.rfind("\n", 0, err.pos_in_stream) + 1
+    before = re.search(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*$", text[line_start:err.pos_in_stream])
     after = re.match(r"\.([A-Za-z_][A-Za-z0-9_]*)(\()?", text[err.pos_in_stream:])
     if err.char != "." or before is None or after is None:
         return None
@@ -281,11 +283,15 @@ def _dotted_error(err: UnexpectedCharacters, text: str) -> SpecError | None:
     span = Span(err.line, err.column - len(owner), err.line, err.column + len(after.group()))
     if name == "T" and not call:
         return SpecError(f"`{owner}.T` is Python's transpose", span, hint=f"write `{owner}'` (a prime) or `transpose({owner})`")
+    known = name in FUNCTIONS
     if call and owner in MODULES:
         return SpecError(f"`{owner}.{name}(` calls into a Python module", span,
-                         hint=f"call graphdsl's function by its name alone, as in `{name}(...)`")
+                         hint=f"call graphdsl's function by its name alone, as in `{name}(...)`" if known else
+                         f"graphdsl has no function `{name}`; the functions are {', '.join(sorted(FUNCTIONS))}")
     if call:
-        return SpecError(f"`{owner}.{name}()` is a Python method call", span, hint=f"write `{name}({owner})`")
+        return SpecError(f"`{owner}.{name}()` is a Python method call", span,
+                         hint=f"write `{name}({owner})`" if known else
+                         f"graphdsl has no function `{name}`; the functions are {', '.join(sorted(FUNCTIONS))}")
     return SpecError(f"`{owner}.{name}`: a name cannot have a part after a `.`", span,
                      hint="names are letters, digits and underscores")
 

@@ -49,7 +49,8 @@ def gradcheck(model: Model, loss: str | None = None, *, eps=1e-6, rtol=1e-5, ato
         exact = np.asarray(analytic[name], dtype=np.float64)
         diff = np.abs(exact - numeric)
         errors[name] = float(diff.max()) if diff.size else 0.0
-        failed = ~(diff <= atol + rtol * np.abs(numeric))  # a nan difference (inf, or nan, on one side) fails
+        # a nan difference (inf, or nan, on one side) fails, and so does an inf met by anything but itself
+        failed = ~(diff <= atol + rtol * np.abs(numeric)) | (np.isinf(numeric) & (exact != numeric))
         for index in np.ndindex(failed.shape):
             if failed[index]:
                 bad.append(Mismatch(name, index, float(exact[index]), float(numeric[index])))

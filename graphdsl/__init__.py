@@ -18,17 +18,21 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
     same seed and settings shares the checked spec and what was built from it (kernels, training
     loops); each Model keeps params of its own.
     """
-    spec = pipeline.check(text, filename, seed, settings)
-    for found in spec.warnings:
-        warnings.warn(found, stacklevel=2)
-    return Model(spec, engine)
+    return checked(text, filename, engine, seed, settings, caller=3)
 
 
 def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:
     """Compile the spec in a file."""
     path = Path(path)
-    return compile(path.read_text(encoding="utf-8"), filename=str(path), engine=engine, seed=seed,
-                   settings=settings)
+    return checked(path.read_text(encoding="utf-8"), str(path), engine, seed, settings, caller=3)
+
+
+def checked(text: str, filename: str, engine: str, seed: int, settings: dict | None, caller: int) -> Model:
+    """A Model of the checked spec; its warnings point at the user's line, `caller` frames up."""
+    spec = pipeline.check(text, filename, seed, settings)
+    for found in spec.warnings:
+        warnings.warn(found, stacklevel=caller)
+    return Model(spec, engine)
 
 
 __all__ = ["compile", "load", "Model", "SpecError", "SpecWarning", "DataError", "__version__"]

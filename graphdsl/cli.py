@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 import click
 import numpy as np
@@ -31,14 +30,19 @@ def read_spec(path: str) -> str:
 
 
 def open_spec(path: str, engine: str = "numpy", settings: dict | None = None):
-    from graphdsl import SpecWarning, compile
+    from graphdsl.model import Model
 
-    with warnings.catch_warnings():  # printed here, located like errors, rather than as Python warnings
-        warnings.simplefilter("ignore", SpecWarning)
-        model = compile(read_spec(path), filename=path, engine=engine, settings=settings)
-    for found in model.spec.warnings:
+    return Model(checked(path, settings), engine)
+
+
+def checked(path: str, settings: dict | None = None):
+    """The checked Spec in a file, its warnings printed on stderr, located like errors."""
+    from graphdsl import pipeline
+
+    spec = pipeline.check(read_spec(path), path, settings=settings)
+    for found in spec.warnings:
         click.echo(str(found), err=True)
-    return model
+    return spec
 
 
 class Cli(click.Group):
@@ -241,9 +245,7 @@ def summary(spec):
 @spec_path
 def show_ir(spec):
     """Print the graph IR, one node a line."""
-    from graphdsl import pipeline
-
-    click.echo(pipeline.check(read_spec(spec), spec).graph.pretty())
+    click.echo(checked(spec).graph.pretty())
 
 
 @main.command("show-code")
@@ -253,8 +255,8 @@ def show_code(spec, grad):
     """Print the Numba source generated for SPEC."""
     from graphdsl import pipeline
 
-    checked = pipeline.check(read_spec(spec), spec)
-    click.echo((pipeline.grad_program(checked) if grad else pipeline.forward_program(checked)).source)
+    found = checked(spec)
+    click.echo((pipeline.grad_program(found) if grad else pipeline.forward_program(found)).source)
 
 
 @main.command()

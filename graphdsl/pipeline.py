@@ -59,7 +59,10 @@ def check(text: str, filename: str = "<spec>", seed: int = 0, settings: dict | N
 
 
 def built(kept: dict, key, build):
-    """`kept[key]`, made by `build()` the first time it is asked for."""
+    """`kept[key]`, made by `build()` the first time it is asked for (once a value is there, it is
+    read without waiting for the lock)."""
+    if key in kept:
+        return kept[key]
     with _BUILDING:
         if key not in kept:
             kept[key] = build()

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +143,10 @@ def run_trial(job: Job, trial: Trial) -> dict:
 
     began = time.perf_counter()
     try:
-        model = graphdsl.compile(job.text, filename=job.filename, seed=trial.seed,
-                                 settings={**trial.settings, "seed": trial.seed})
+        with warnings.catch_warnings():  # the command printed the spec's warnings once, before any trial
+            warnings.simplefilter("ignore", graphdsl.SpecWarning)
+            model = graphdsl.compile(job.text, filename=job.filename, seed=trial.seed,
+                                     settings={**trial.settings, "seed": trial.seed})
         result = {**final_metrics(model.train(job.data)), "status": "ok", "error": ""}
     except (TrainingError, DataError, SpecError) as err:
         result = {"status": "error", "error": str(err)}

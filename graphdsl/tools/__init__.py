@@ -1,1 +1,1 @@
-"""Clients of Model: explain, gradcheck, sweep and report."""
+"""Clients of Model: explain, gradcheck, sweep, report and the anomaly check."""

@@ -42,7 +42,7 @@ class Training:
     settings: dict          # the optimizer's, defaults filled in
     options: dict           # OPTIONS, defaults filled in
     data: DataSource | None
-    metric: tuple | None    # (rule, prediction name/id, target id), or None
+    metric: tuple | None    # (Metric, prediction id, target id), or None
 
     def updated(self, changes: dict) -> "Training":
         """A copy with optimizer settings or options changed (from `--set` or Python)."""

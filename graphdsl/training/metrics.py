@@ -10,7 +10,6 @@ class Metric:
     """How a prediction is read as a class. With a `cut`, the prediction says class 1 at or above
     it (a target is class 1 at or above 0.5); without one, the class is the largest score's index."""
 
-    name: str
     cut: float | None = None
 
     @property
@@ -20,7 +19,7 @@ class Metric:
 
 # Losses whose first argument predicts the target, by function name, and how it is read.
 CLASSIFIERS = {
-    "softmax_ce": Metric("argmax"),      # a score per class
-    "bce": Metric("half", 0.5),          # a probability
-    "bce_logits": Metric("sign", 0.0),   # a logit
+    "softmax_ce": Metric(),         # a score per class: the largest one's
+    "bce": Metric(0.5),             # a probability: class 1 from one half
+    "bce_logits": Metric(0.0),      # a logit: class 1 from zero
 }

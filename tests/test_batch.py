@@ -170,6 +170,13 @@ INDEXING = """
     cc2 = [x[0]; x; v; 3]
     cc3 = [s; s]
     cc4 = [v; s]
+    sl1 = x[1:]
+    sl2 = A[:, 1:3]
+    sl3 = A[-1, ::2]
+    cc5 = [A; W; [v]]
+    rs1 = reshape(A, shape=[3, 2])
+    rs2 = flatten(A) + 1
+    col = A * x[1:]
 """
 
 SOFTMAX = """

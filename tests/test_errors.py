@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import graphdsl
@@ -129,6 +130,47 @@ def test_the_command_line_prints_the_warning_on_stderr_and_exits_0(tmp_path):
     assert "y scalar  3" in done.stdout
     assert done.stderr.startswith(f"{spec}:3:9: warning: `W` ([2, 2]) * `x` ([2]) multiplies entry by entry")
     assert "did you mean `W x`" in done.stderr
+
+
+def test_a_matrix_times_a_vector_of_its_height_is_warned_about_with_the_transposed_product():
+    spec = "input x[3] = [1, 2, 3]\nparam W[3, 2] = [[1, 0], [0, 1], [1, 1]]\ny = W * x\nshow y\n"
+    with pytest.warns(graphdsl.SpecWarning, match="down the matrix's columns") as caught:
+        model = graphdsl.compile(spec, engine="numpy")
+    assert "did you mean `W' x`" in str(caught[0].message)
+    np.testing.assert_array_equal(model.forward()["y"], [[1, 0], [0, 2], [3, 3]])
+
+
+COLUMNS = ("input X[2, 4] = [[1, 2, 3, 4], [5, 6, 7, 8]]\nparam W[3, 2] = [[1, 0], [0, 1], [1, -1]]\n"
+           "param b[3] = [10, 20, 30]\nparam c[2] = [2, 4]\n")
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("W X + b", lambda W, X, b, c: W @ X + b[:, None]),      # examples as columns: b on every column
+    ("b - W X", lambda W, X, b, c: b[:, None] - W @ X),
+    ("X / c", lambda W, X, b, c: X / c[:, None]),
+    ("X' + c", lambda W, X, b, c: X.T + c),                   # the width: along every row, as NumPy
+    ("c ^ X", lambda W, X, b, c: c[:, None] ** X),
+])
+def test_a_vector_meets_a_matrix_along_the_side_of_its_length(expr, expected):
+    values = {"W": np.array([[1, 0], [0, 1], [1, -1]]), "X": np.arange(1.0, 9).reshape(2, 4),
+              "b": np.array([10.0, 20, 30]), "c": np.array([2.0, 4])}
+    model = graphdsl.compile(COLUMNS + f"Z = {expr}\nshow Z\n", engine="numpy")
+    np.testing.assert_allclose(model.forward()["Z"], expected(**values))
+
+
+@pytest.mark.parametrize("op", ["+", "-", "/", "^"])
+def test_a_vector_on_a_square_matrix_is_refused_with_both_readings(op):
+    spec = "param A[2, 2] = [[1, 2], [3, 4]]\nparam b[2] = [1, 2]\nZ = A {op} b\n"
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(spec.format(op=op), engine="numpy")
+    assert "could go along each row or down each column" in str(info.value)
+    assert "`[b]` (a [1, 2] row)" in str(info.value) and "`[b]'` (a [2, 1] column)" in str(info.value)
+    rows = graphdsl.compile(spec.format(op=op).replace("b\n", "[b]\n"), engine="numpy").forward()["Z"]
+    columns = graphdsl.compile(spec.format(op=op).replace("b\n", "[b]'\n"), engine="numpy").forward()["Z"]
+    A, b = np.array([[1.0, 2], [3, 4]]), np.array([1.0, 2])
+    calc = {"+": np.add, "-": np.subtract, "/": np.divide, "^": np.power}[op]
+    np.testing.assert_allclose(rows, calc(A, b[None, :]))
+    np.testing.assert_allclose(columns, calc(A, b[:, None]))
 
 
 @pytest.mark.parametrize("body", [

@@ -329,6 +329,20 @@ case("concat_scalars_vectors", "op:[a; b]", "sum(u * [a; x; y; a b])",
      lambda a, b, x, y, u: wsum(u, torch.cat([a[None], x, y, (a * b)[None]])))
 case("concat_used_twice", "op:[a; b]", "sum(u * [x; x]) + x x", dict(x=normal(2), u=normal(4)),
      lambda x, u: wsum(u, torch.cat([x, x])) + x @ x)
+case("concat_matrices", "op:[a; b]", "sum(u * [A; B; A'])", dict(A=normal(2, 2), B=normal(1, 2), u=normal(5, 2)),
+     lambda A, B, u: wsum(u, torch.cat([A, B, A.T])))
+case("slice_vector", "op:x[i:j]", "sum(u * x[1:3]) + s x[::2] x[2:]",
+     dict(x=normal(4), u=normal(2), s=normal()),
+     lambda x, u, s: wsum(u, x[1:3]) + s * (x[::2] @ x[2:]))
+case("slice_matrix", "op:W[i:j, k]", "sum(u * W[:, 1]) + sum(V * W[1:, ::2]) + W[-2:][0, -1]",
+     dict(W=normal(3, 4), u=normal(3), V=normal(2, 2)),
+     lambda W, u, V: wsum(u, W[:, 1]) + wsum(V, W[1:, ::2]) + W[-2:][0, -1])
+case("reshape_flatten", ("reshape", "flatten"), "sum(U * reshape(x, shape=[2, 3])) + s sum(flatten(W') ^ 3)",
+     dict(x=normal(6), U=normal(2, 3), W=normal(2, 2), s=normal()),
+     lambda x, U, W, s: wsum(U, x.reshape(2, 3)) + s * (W.T.reshape(-1) ** 3).sum())
+case("vector_down_columns", "op:W X + b", "sum(U * (W X + b)) + sum(V * (c / X))",
+     dict(W=normal(3, 2), X=positive(2, 4), b=normal(3), c=normal(2), U=normal(3, 4), V=normal(2, 4)),
+     lambda W, X, b, c, U, V: wsum(U, W @ X + b[:, None]) + wsum(V, c[:, None] / X))
 
 # The softmax family, over the last axis.
 case("softmax_vector", "softmax", "sum(u * softmax(z))", dict(z=normal(4), u=normal(4)),
@@ -416,7 +430,8 @@ case("conv2d_no_bias_leftover", "conv2d", "sum(u * conv2d(x, k, stride=2))",
 
 # Every operator the language has; adding one without a case above fails test_cases_cover_language.
 OPERATORS = ("op:+", "op:-", "op:*", "op:/", "op:^", "op:@", "op:juxt", "op:unary-", "op:'",
-             "op:x[i]", "op:W[i,j]", "op:W[i]", "op:[a, b]", "op:[a; b]")
+             "op:x[i]", "op:W[i,j]", "op:W[i]", "op:x[i:j]", "op:W[i:j, k]", "op:[a, b]", "op:[a; b]",
+             "op:W X + b")
 BY_NAME = {c.name: c for c in CASES}
 assert len(BY_NAME) == len(CASES), "case names must be unique"
 
@@ -472,6 +487,7 @@ NUMBA_CASES = (
     "matmul_matrix_matrix", "juxt_matrix_vector", "transpose_op_vector", "transpose_function", "outer", "dot",
     "sum_axis1", "mean_axis0", "max_axis0", "min_axis2", "min_of_abs", "index_vector", "index_entry", "index_row",
     "stack_scalars", "stack_vectors", "stack_scalar_results", "concat_scalars_vectors",
+    "concat_matrices", "slice_vector", "slice_matrix", "reshape_flatten", "vector_down_columns",
     "softmax_matrix", "log_softmax_vector", "logsumexp_matrix", "softmax_ce_vector_index",
     "softmax_ce_matrix_onehot", "losses_scalar", "mse_scalar_target", "conv1d_stride1", "conv1d_stride2_leftover",
     "conv2d_stride2_padding1", "conv2d_no_bias_leftover",

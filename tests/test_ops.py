@@ -68,7 +68,7 @@ def expand_expected(g, *, shape, axis=None):
 
 def scatter_expected(g, *, shape, idx):
     out = torch.zeros(shape, dtype=torch.float64)
-    out[idx] = torch.tensor(np.asarray(g))
+    out[tuple(slice(*i) if isinstance(i, tuple) else i for i in idx)] = torch.tensor(np.asarray(g))
     return out.numpy()
 
 
@@ -189,18 +189,22 @@ PROBES = {
     "index": [Probe((r(4),), lambda x, *, idx: x[idx], {"idx": (1,)}),
               Probe((r(2, 3),), lambda x, *, idx: x[idx], {"idx": (1, 2)}),
               Probe((r(2, 3),), lambda x, *, idx: x[idx], {"idx": (1,)}),
-              Probe((r(2, 3, 2),), lambda x, *, idx: x[idx], {"idx": (1, 0)})],
+              Probe((r(2, 3, 2),), lambda x, *, idx: x[idx], {"idx": (1, 0)}),
+              Probe((r(5),), lambda x, *, idx: x[1:4], {"idx": ((1, 4, 1),)}),
+              Probe((r(5),), lambda x, *, idx: x[0:5:2], {"idx": ((0, 5, 2),)}),
+              Probe((r(3, 4),), lambda x, *, idx: x[:, 2], {"idx": ((0, 3, 1), 2)}),
+              Probe((r(3, 4),), lambda x, *, idx: x[1:, 1:4:2], {"idx": ((1, 3, 1), (1, 4, 2))})],
     "scatter": [Probe((r(),), scatter_expected, {"shape": (4,), "idx": (2,)}),
                 Probe((r(),), scatter_expected, {"shape": (2, 3), "idx": (1, 0)}),
                 Probe((r(3),), scatter_expected, {"shape": (2, 3), "idx": (1,)}),
-                Probe((r(2),), scatter_expected, {"shape": (2, 3, 2), "idx": (0, 2)})],
+                Probe((r(2),), scatter_expected, {"shape": (2, 3, 2), "idx": (0, 2)}),
+                Probe((r(2, 2),), scatter_expected, {"shape": (3, 4), "idx": ((1, 3, 1), (0, 4, 2))})],
     "stack": [Probe((r(), r(), r()), T(lambda *xs: torch.stack(xs))),
               Probe((r(3), r(3)), T(lambda *xs: torch.stack(xs))),
               Probe((r(2, 2), r(2, 2)), T(lambda *xs: torch.stack(xs)))],
     "concat": [Probe((r(), r(2), r(), r(3)), T(lambda *xs: torch.cat([x.reshape(-1) for x in xs]))),
-               Probe((r(2), r(2)), T(lambda *xs: torch.cat(xs)))],
-    "slice": [Probe((r(5),), lambda x, *, start, stop: x[start:stop], {"start": 1, "stop": 4}),
-              Probe((r(3),), lambda x, *, start, stop: x[start:stop], {"start": 0, "stop": 3})],
+               Probe((r(2), r(2)), T(lambda *xs: torch.cat(xs))),
+               Probe((r(2, 3), r(1, 3), r(3, 3)), T(lambda *xs: torch.cat(xs)))],
     "reshape": [Probe((r(2, 3),), T(lambda x, *, shape: x.reshape(shape)), {"shape": (3, 2)}),
                 Probe((r(4),), T(lambda x, *, shape: x.reshape(shape)), {"shape": (4, 1)})],
     "softmax": [Probe((r(4),), T(lambda x: x.softmax(-1))), Probe((r(2, 3),), T(lambda x: x.softmax(-1))),

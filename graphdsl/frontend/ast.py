@@ -58,9 +58,19 @@ class Transpose:
 
 
 @dataclass(frozen=True)
+class Range:
+    """`start:stop:step` inside an index, each part optional: `x[1:3]`, `W[:, 0]`."""
+
+    start: Num | None
+    stop: Num | None
+    step: Num | None
+    span: Span
+
+
+@dataclass(frozen=True)
 class Index:
     base: object
-    indices: tuple  # of Num (negative allowed)
+    indices: tuple  # of Num (negative allowed) or Range
     span: Span
 
 

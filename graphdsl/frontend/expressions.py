@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from graphdsl.errors import Span, SpecError, SpecWarning
+from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
+from graphdsl.frontend.broadcasts import ELEMENTWISE_INFIX, oriented, product_warnings
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -96,9 +97,40 @@ def function_of(e: ast.Call, defined) -> Function:
     if not least <= len(e.args) <= len(fn.params):
         count = f"{least} or {len(fn.params)}" if fn.optional else str(least)
         want = f"{count} argument{'s' if len(fn.params) != 1 else ''} ({', '.join(fn.params)})"
+        named = [f"{key}=..." for key in fn.kwargs]
         raise SpecError(f"`{name}` takes {want}, but {len(e.args)} {'was' if len(e.args) == 1 else 'were'} given",
-                        e.span)
+                        e.span, hint=f"settings are given by name: `{name}({', '.join((*fn.params, *named))})`"
+                        if named and len(e.args) > len(fn.params) else None)
     return fn
+
+
+def subscript(s, size: int | None) -> int | tuple:
+    """One axis of an index: an entry (counted from the end if negative), or a slice as
+    (start, stop, step) with its ends counted from the start, as the `index` op takes it."""
+    if isinstance(s, ast.Num):
+        return from_end(s, size)
+    if s.step is not None and from_end(s.step, None) <= 0:
+        raise SpecError(f"a slice's step must be at least 1, not {s.step.text}", s.step.span,
+                        hint="to reverse a vector, list its entries: `[x[2], x[1], x[0]]`")
+    start = 0 if s.start is None else from_end(s.start, size)
+    stop = size if s.stop is None else from_end(s.stop, size)
+    return (start, stop if stop is not None else start + 1, 1 if s.step is None else int(s.step.value))
+
+
+def from_end(num: ast.Num, size: int | None) -> int:
+    if num.value != int(num.value):
+        raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
+    i = int(num.value)
+    return i + size if size is not None and -size <= i < 0 else i
+
+
+def shape_setting(key: ast.Ident, val) -> tuple:
+    """A shape written as a list of sizes: `shape=[2, 3]`."""
+    items = val.items if isinstance(val, ast.Stack) else (val,)
+    sizes = tuple(whole_number(key, n) for n in items)
+    if not isinstance(val, ast.Stack) or min(sizes) < 1:
+        raise SpecError(f"`{key.text}` must be a list of sizes of at least 1, as in `{key.text}=[2, 3]`", val.span)
+    return sizes
 
 
 def whole_number(key: ast.Ident, val) -> int:
@@ -128,6 +160,14 @@ class Expressions:
             return "this expression"
         text = self.lines[span.line - 1][span.col - 1:span.end_col - 1]
         return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
+
+    def spelled(self, x, bracket: bool = False) -> str | None:
+        """An operand as the spec wrote it, for a hint to quote (bracketed where it is more than a name
+        or a call), or None where it spans lines or is too long to quote."""
+        snip = self.snippet(x.span)
+        if not snip.startswith("`") or snip.endswith("...`"):
+            return None
+        return snip[1:-1] if not bracket or isinstance(x, (ast.Name, ast.Call)) else f"({snip[1:-1]})"
 
     def describe(self, node_expr, node: int) -> str:
         return f"{self.snippet(node_expr.span)} ({fmt_shape(self.graph.nodes[node].shape)})"
@@ -181,7 +221,9 @@ class Expressions:
             scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape
             op = "mul" if scalar else "matmul"
         if e.op == "*":
-            self.check_elementwise_product(e, left, right)
+            self.warnings += product_warnings(self, e, left, right)
+        if e.op in ELEMENTWISE_INFIX:
+            left, right = oriented(self, e, left, right)
         # `x [0]` with a space multiplies by the literal [0]; the user most likely meant to index.
         index_like = (e.op == "juxt" and isinstance(e.right, ast.Stack)
                       and all(isinstance(i, ast.Num) for i in e.right.items))
@@ -191,34 +233,11 @@ class Expressions:
                         hint="to index, write the index directly after the name, as in `x[0]`"
                              if index_like else None)
 
-    def check_elementwise_product(self, e: ast.BinOp, left: int, right: int) -> None:
-        """`W * x` with W a matrix and x a vector broadcasts x along W's rows, which is legal, but on a
-        whiteboard it is almost always the product `W x` typed wrong: warn, and go on."""
-        shapes = [self.graph.nodes[n].shape for n in (left, right)]
-        if sorted(map(len, shapes)) != [1, 2] or shapes[0][-1] != shapes[1][-1]:
-            return  # not a matrix and a vector, or they do not broadcast: the product reports it
-        matrix, vector = (e.left, e.right) if len(shapes[0]) == 2 else (e.right, e.left)
-        written = [self.snippet(x.span)[1:-1] for x in (matrix, vector)]
-        product = ("the product, matrix first" if e.span.line != e.span.end_line or any(w.endswith("...") for w in written)
-                   else "`" + " ".join(w if isinstance(x, (ast.Name, ast.Call)) else f"({w})"
-                                       for w, x in zip(written, (matrix, vector))) + "`")
-        self.warnings.append(SpecWarning(
-            f"{self.describe(e.left, left)} * {self.describe(e.right, right)} multiplies entry by entry, "
-            "repeating the vector along the matrix's rows", e.span,
-            hint=f"did you mean {product}, the matrix product written side by side?"))
-
     def index(self, e: ast.Index) -> int:
         base = self.expr(e.base)
         shape = self.graph.nodes[base].shape
-        idx = []
-        for axis, num in enumerate(e.indices):
-            if num.value != int(num.value):
-                raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
-            i = int(num.value)
-            if axis < len(shape) and -shape[axis] <= i < 0:
-                i += shape[axis]
-            idx.append(i)
-        return self.add("index", [base], {"idx": tuple(idx)}, e.span,
+        idx = tuple(subscript(s, shape[axis] if axis < len(shape) else None) for axis, s in enumerate(e.indices))
+        return self.add("index", [base], {"idx": idx}, e.span,
                         lambda: f"cannot index {self.describe(e.base, base)}")
 
     def call(self, e: ast.Call) -> int:
@@ -250,6 +269,8 @@ class Expressions:
                 given = f", not `{val.id}`" if isinstance(val, ast.Name) else ""
                 raise SpecError(f"`reduce` must be `mean` or `sum`{given}", val.span)
             return val.id
+        if kind == "shape":
+            return shape_setting(key, val)
         number = whole_number(key, val)
         if kind == "axis":
             rank = len(self.graph.nodes[args[0]].shape)

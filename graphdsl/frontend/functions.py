@@ -23,7 +23,7 @@ class Function:
     params: tuple            # positional parameter names
     build: Callable          # build(*syms, **kwargs) -> Sym
     doc: str
-    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | count | axis | reduce
+    kwargs: dict = field(default_factory=dict)  # name -> (kind, default); kind: int | count | axis | reduce | shape
     optional: int = 0        # how many of the last params a call may leave out (build gives them defaults)
 
 
@@ -77,6 +77,18 @@ def conv2d(x: Sym, k: Sym, b: Sym | None = None, stride=1, padding=0) -> Sym:
 define("conv2d", ["x", "k", "b"], conv2d,
        "2-D cross-correlation of an image x [C, H, W] with kernels k [F, C, kh, kw], plus an optional bias b [F]",
        optional=1, stride=("int", 1), padding=("count", 0))
+
+
+def reshape(x: Sym, shape=None) -> Sym:
+    if shape is None:
+        raise ShapeError("give the new shape, as in `reshape(x, shape=[2, 3])`")
+    return x.op("reshape", shape=shape)
+
+
+define("reshape", ["x"], reshape, "the same entries in shape=[...], read and filled row by row (C order, as in NumPy)",
+       shape=("shape", None))
+define("flatten", ["x"], lambda x: x.op("reshape", shape=(math.prod(x.shape),)),
+       "all entries in one vector, row by row (C order, as NumPy's ravel and PyTorch's flatten)")
 
 
 # -- losses: an elementwise (or per-row) loss, then the declared reduction ---

@@ -184,6 +184,15 @@ class ToAst(Transformer):
     def index(self, meta, ch):
         return ast.Index(ch[0], tuple(ch[2:]), _span(meta))
 
+    def range(self, meta, ch):
+        parts = [None]
+        for c in ch:
+            if isinstance(c, Token):  # a `:` starts the next part
+                parts.append(None)
+            else:
+                parts[-1] = c
+        return ast.Range(*parts, *[None] * (3 - len(parts)), _span(meta))
+
     def signed(self, meta, ch):
         num = _number(ch[-1])
         if len(ch) == 1:

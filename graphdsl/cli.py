@@ -1,9 +1,10 @@
-"""The `graphdsl` command: run (and train), check, summary, explain, show-ir, show-code and sweep.
+"""The `graphdsl` command: run (and train), check, summary, explain, show-ir, show-code, sweep and lsp.
 
-Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl.
+Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl, 130 Ctrl-C.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -257,6 +258,21 @@ def show_code(spec, grad):
 
     found = checked(spec)
     click.echo((pipeline.grad_program(found) if grad else pipeline.forward_program(found)).source)
+
+
+@main.command()
+def lsp():
+    """Serve the graphdsl language server on stdin and stdout, for an editor to start: live errors,
+    hover, completion, go to definition and the outline of .nn files (docs/editors.md)."""
+    try:
+        from graphdsl.editor.server import serve
+    except ModuleNotFoundError as err:
+        missing = (err.name or "graphdsl").split(".")[0]
+        if missing == "graphdsl":
+            raise
+        click.echo(f'graphdsl lsp needs {missing}, which is not installed: pip install "graphdsl[lsp]"', err=True)
+        sys.exit(2)
+    serve()
 
 
 @main.command()

@@ -24,7 +24,8 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
 def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:
     """Compile the spec in a file."""
     path = Path(path)
-    return checked(path.read_text(encoding="utf-8"), str(path), engine, seed, settings, caller=3)
+    text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark some editors write
+    return checked(text, str(path), engine, seed, settings, caller=3)
 
 
 def checked(text: str, filename: str, engine: str, seed: int, settings: dict | None, caller: int) -> Model:

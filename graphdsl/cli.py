@@ -23,7 +23,7 @@ def read_spec(path: str) -> str:
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # -sig: drop the byte-order mark some editors write
     except UnicodeDecodeError as err:
         raise SpecError(f"the file is not UTF-8 text (byte {err.start} cannot be read)", filename=path) from None
     except OSError as err:
@@ -58,6 +58,9 @@ class Cli(click.Group):
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside the training loop, which reports its own stop
+            click.echo("graphdsl: interrupted (Ctrl-C) before it finished", err=True)
+            sys.exit(130)
         except Exception as err:
             if os.environ.get("GRAPHDSL_DEBUG"):
                 raise

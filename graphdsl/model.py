@@ -1,6 +1,8 @@
 """A compiled spec as a Python object: forward values, gradients, Jacobians, parameters."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from graphdsl import pipeline
@@ -13,6 +15,7 @@ from graphdsl.ir.shapes import fmt_shape
 from graphdsl.transforms.interpret import evaluate
 
 ENGINES = ("numba", "numpy")
+STARTING = threading.Lock()  # makes a train() call's look at _trained_by and its claim one step
 
 
 def bad_classes(name: str, value, classes: int) -> str | None:
@@ -50,6 +53,7 @@ class Model:
         graph = spec.graph
         self.params = {n: graph.values[graph.names[n]].copy() for n in spec.names_of("param")}
         self.classes = class_index_leaves(graph)  # checked before any kernel runs
+        self._trained_by = None  # the name of the thread training this model, while one does
         # leaf id -> name, for every program: they share the spec's leaf ids
         self._leaf_names = {nid: name for name, nid in graph.names.items()
                             if graph.nodes[nid].is_leaf and spec.kinds[name] != "node"}  # not aliases
@@ -153,8 +157,17 @@ class Model:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
         train = self.spec.training.updated(changes)
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
-        return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
-                                                     resume=resume, progress=progress)
+        with STARTING:  # each run reads the params once and writes them as it goes: two at once lose one's work
+            if self._trained_by is not None:
+                raise RuntimeError(f"this model is already training (in thread {self._trained_by}); wait for "
+                                   "that train() to return, or train a model of its own: graphdsl.compile or "
+                                   "graphdsl.load makes one")
+            self._trained_by = threading.current_thread().name
+        try:
+            return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
+                                                         resume=resume, progress=progress)
+        finally:
+            self._trained_by = None
 
     def predict(self, data, node: str | None = None) -> np.ndarray:
         """Values of `node` for every example in `data` (a path, "iris", or a dict of input arrays),

@@ -178,20 +178,6 @@ def test_damaged_numba_cache_file_recompiles_with_one_warning(filled, expected, 
     assert out == expected and warnings == []
 
 
-@pytest.mark.parametrize("damage", [b"", b"garbage", None])
-def test_damaged_grammar_cache_is_rebuilt_without_a_word(filled, expected, damage):
-    """Lark's saved analysis of the grammar (None: a truncated copy) is only a speed-up. (Lark
-    keys it by the grammar, its options and the cache's own path, so the copied cache is
-    rewritten once before it is damaged.)"""
-    (path,) = filled.glob("grammar*.lark-cache")
-    result(compute(filled))
-    good = path.read_bytes()
-    path.write_bytes(good[:len(good) // 2] if damage is None else damage)
-    out, warnings = result(compute(filled))
-    assert out == expected and warnings == []
-    assert path.read_bytes().split(b"\n")[0] == good.split(b"\n")[0]  # the hash it is checked by
-
-
 def test_truncated_numba_cache_file(filled, expected):
     cache = filled
     for path in (cache / "__pycache__").glob("graphdsl_gen_*.nb*"):

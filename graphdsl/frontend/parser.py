@@ -13,7 +13,6 @@ from lark.lexer import PatternStr
 
 from graphdsl.frontend import ast
 from graphdsl.errors import Span, SpecError
-from graphdsl.files import cache_dir
 from graphdsl.frontend.functions import FUNCTIONS
 
 OPENERS = {"LPAR", "LSQB", "CALL", "INDEX"}
@@ -76,20 +75,11 @@ class BracketPostLex:
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    # No cache: Lark's is a pickle, which runs code as it loads, so one planted in the cache would run
+    # its author's code in every command. Signing it (an HMAC with a per-user key) would save about
+    # 40 ms of start-up; building the parser afresh is simpler and cannot be fooled.
     return Lark(grammar_text(), parser="lalr", propagate_positions=True,
-                postlex=BracketPostLex(), maybe_placeholders=False, cache=_lark_cache())
-
-
-def _lark_cache() -> str | bool:
-    """Where Lark keeps its analysis of the grammar (most of the time to build the parser):
-    in graphdsl's cache; Lark checks it against the grammar's hash and, if it cannot read or
-    write it, builds the parser as without it."""
-    try:
-        cache_dir().mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    # Lark's hash leaves out the post-lexer, whose always_accept decides the terminals it keeps
-    return str(cache_dir() / f"grammar{'-'.join(('', *BracketPostLex.always_accept))}.lark-cache")
+                postlex=BracketPostLex(), maybe_placeholders=False)
 
 
 def _span(meta) -> Span:
@@ -317,6 +307,9 @@ def _character_error(err: UnexpectedCharacters, text: str, hint: str | None) -> 
     if err.char == "[":
         return SpecError("only a name, a call or a bracket can be indexed", span,
                          hint="write the index directly after the name, as in `x[0]`")
+    if not err.char.isprintable():  # shown between backticks it would look like nothing
+        return SpecError(f"unexpected invisible character U+{ord(err.char):04X}", span,
+                         hint="delete it: a byte-order mark or zero-width space, as copied text can carry")
     return SpecError(f"unexpected character `{err.char}`", span, hint=hint)
 
 

@@ -47,8 +47,8 @@ def checked(path: str, settings: dict | None = None):
 
 
 class Cli(click.Group):
-    """Turns SpecError and DataError into a message on stderr and exit code 2;
-    anything else is a bug, reported in one line unless GRAPHDSL_DEBUG is set."""
+    """Turns SpecError and DataError into a message on stderr and exit code 2, and Ctrl-C into
+    exit code 130; anything else is a bug, reported in one line unless GRAPHDSL_DEBUG is set."""
 
     def invoke(self, ctx):
         try:
@@ -75,15 +75,13 @@ def main():
     """graphdsl: differentiable computation graphs written like maths, compiled to Numba."""
 
 
-def requested(model, precision: int) -> str:
-    """The tables a spec asks for (show, grad, jacobian), or every value if it asks for none."""
+def requested(model, requests, precision: int) -> str:
+    """The tables `requests` ask for (show, grad, jacobian), at the model's params as they are now."""
     from graphdsl.tools.report import table
 
     values = model.forward()
-    if not model.spec.requests:
-        return table("values", list(values.items()), precision)
     blocks = []
-    for r in model.spec.requests:
+    for r in requests:
         if r.kind == "show":
             blocks.append(table("values", [(n, values[n]) for n in r.names], precision))
         elif r.kind == "grad":
@@ -98,20 +96,40 @@ def requested(model, precision: int) -> str:
     return "\n\n".join(blocks)
 
 
+def in_order(model) -> tuple:
+    """The spec's requests written before its `minimize` statement, and those after it: the first
+    are answered at the given params, the others at the trained ones."""
+    train = model.spec.training
+    line = train.span.line if train is not None else math.inf
+    requests = model.spec.requests
+    return [r for r in requests if r.span.line < line], [r for r in requests if r.span.line >= line]
+
+
 PRINTED_PARAMS = 100  # more trained numbers than this are not printed
 
 
 def trained(model, history, precision: int) -> str:
-    """What training did: the last epoch's metrics and the params it ended with."""
+    """What training did: the last epoch's metrics, then each step of a short run (every param
+    before it, its gradient and after it), or else the params it ended with."""
     from graphdsl.tools.report import table
 
     epochs = history.epoch
     last = [(k, v[-1]) for k, v in history.history.items()] if epochs else []
-    head = table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision)
+    blocks = [table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision)]
     count = sum(v.size for v in model.params.values())
     if count > PRINTED_PARAMS:
-        return head + f"\n\n{count} trained params (--save FILE.npz keeps them)"
-    return head + "\n\n" + table("trained params", list(model.params.items()), precision)
+        return blocks[0] + f"\n\n{count} trained params (--save FILE.npz keeps them)"
+    train = model.spec.training
+    step = f"{train.optimizer}({', '.join(f'{k}={v:g}' for k, v in train.settings.items())})"
+    for number, params in history.updates or []:
+        rows = [row for n, (old, grad, new) in params.items()
+                for row in ((n, old), (f"d{train.loss}/d{n}", grad), (f"{n} after", new))]
+        blocks.append(table(f"step {number} of {step}: each param, its gradient, and the param after", rows,
+                            precision))
+    if not history.updates:
+        blocks.append(table("trained params", list(model.params.items()), precision))
+    frozen = ", ".join(f"`{n}`" for n in train.frozen)
+    return "\n\n".join(blocks + ([f"frozen, so left as they were: {frozen}"] if frozen else []))
 
 
 def predictions(model, data) -> str:
@@ -164,52 +182,77 @@ def settings_from(pairs) -> dict:
               help="name the first value or gradient that is not finite (exit 1), before printing")
 def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
         detect_anomaly):
-    """Evaluate SPEC, train it if it says `minimize`, and print what it asks for."""
+    """Evaluate SPEC, train it if it says `minimize`, and print what it asks for: what it asks
+    before `minimize` at the given params, what it asks after at the trained ones."""
     from graphdsl.training import records
-    from graphdsl.tools.anomaly import detect_anomaly as anomaly
-    from graphdsl.training.progress import TrainingInterrupted
-    from graphdsl.training.trainer import TrainingError
 
     model = open_spec(spec, engine, settings_from(sets))
     data = command_line_data(data)
     if load_from:
         shapes = {n: v.shape for n, v in model.params.items()}
         model.params.update(records.load_weights(load_from, shapes)[0])
-    blocks = []
+    if model.spec.training is None and (data or trace or log or plot or save or checkpoint or resume):
+        raise click.UsageError("training options need a spec that says `minimize L using ...`")
+    before, after = in_order(model)
+    printed = []  # the blocks printed so far: each is printed as soon as it is known
+    if not predict_from:
+        answer(model, before, precision, detect_anomaly, printed, model.spec.training is not None)
     if model.spec.training is not None:
-        try:
-            history = model.train(data, trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=True)
-        except TrainingError as err:
-            click.echo(str(err), err=True)
-            sys.exit(1)
-        except TrainingInterrupted as stop:  # Ctrl-C: saved only where --checkpoint asked, like every chunk
-            kept = (f"the checkpoint {checkpoint} holds them; go on with --resume {checkpoint}" if checkpoint
-                    else "nothing was saved (--checkpoint FILE keeps the progress of a run)")
-            click.echo(f"interrupted: the weights after epoch {stop.epoch} (step {stop.step}) are complete; {kept}",
-                       err=True)
-            sys.exit(130)
+        history = train_for_run(model, data, trace, log, checkpoint, resume)
         if plot:
             records.plot_history(history, plot)
         if save:
             records.save_weights(save, model.params)
-        blocks.append(trained(model, history, precision))
-    elif data or trace or log or plot or save or checkpoint or resume:
-        raise click.UsageError("training options need a spec that says `minimize L using ...`")
+        if not predict_from:
+            say(trained(model, history, precision), printed)
     if predict_from:
         click.echo(predictions(model, command_line_data(predict_from)), nl=False)
         return
-    found = anomaly(model) if detect_anomaly else None
-    if found:
-        click.echo(found, err=True)
+    answer(model, after if model.spec.requests or printed else None, precision, detect_anomaly, printed, bool(printed))
+
+
+def say(block: str, printed: list) -> None:
+    click.echo(("\n" if printed else "") + block)
+    printed.append(block)
+
+
+def answer(model, requests, precision: int, detect_anomaly: bool, printed: list, optional: bool) -> None:
+    """Print what `requests` ask for (None: every value), once --detect-anomaly finds nothing wrong.
+    `optional`: values that live in the training data are noted as not printed instead of refused."""
+    from graphdsl.tools.anomaly import detect_anomaly as anomaly
+    from graphdsl.tools.report import table
+
+    if requests == []:
+        return
+    try:
+        found = anomaly(model) if detect_anomaly else None
+        if found:
+            click.echo(found, err=True)
+            sys.exit(1)
+        say(requested(model, requests, precision) if requests is not None
+            else table("values", list(model.forward().items()), precision), printed)
+    except DataError as err:
+        if not optional:
+            raise
+        say(f"(what the spec shows is not printed: {err})", printed)
+
+
+def train_for_run(model, data, trace, log, checkpoint, resume):
+    """model.train for `graphdsl run`: a failed or interrupted run exits with its message."""
+    from graphdsl.training.progress import TrainingInterrupted
+    from graphdsl.training.trainer import TrainingError
+
+    try:
+        return model.train(data, trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=True)
+    except TrainingError as err:
+        click.echo(str(err), err=True)
         sys.exit(1)
-    if model.spec.requests or not blocks:
-        try:
-            blocks.append(requested(model, precision))
-        except DataError as err:
-            if not blocks:
-                raise
-            blocks.append(f"(what the spec shows is not printed: {err})")  # values that live in the data
-    click.echo("\n\n".join(blocks))
+    except TrainingInterrupted as stop:  # Ctrl-C: saved only where --checkpoint asked, like every chunk
+        kept = (f"the checkpoint {checkpoint} holds them; go on with --resume {checkpoint}" if checkpoint
+                else "nothing was saved (--checkpoint FILE keeps the progress of a run)")
+        click.echo(f"interrupted: the weights after epoch {stop.epoch} (step {stop.step}) are complete; {kept}",
+                   err=True)
+        sys.exit(130)
 
 
 @main.command()
@@ -220,13 +263,14 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
 @click.option("--eps", default=1e-6, show_default=True, help="central-difference step")
 def check(spec, engine, rtol, atol, eps):
     """Parse and shape-check SPEC, then check its gradients against finite differences."""
-    from graphdsl.tools.gradcheck import gradcheck
+    from graphdsl.tools.gradcheck import check_point, gradcheck
 
     model = open_spec(spec, engine)
     if model.loss is None:
-        click.echo(f"{spec}: ok (parsed and shape-checked; no `grad` statement, so no loss to check)")
+        click.echo(f"{spec}: ok (parsed and shape-checked; no `grad` or `minimize` statement, so no loss to check)")
         return
-    errors, bad = gradcheck(model, eps=eps, rtol=rtol, atol=atol)
+    inputs, where = check_point(model)
+    errors, bad = gradcheck(model, eps=eps, rtol=rtol, atol=atol, inputs=inputs)
     for name, err in errors.items():
         click.echo(f"  d{model.loss}/d{name}  max |analytic - numeric| = {err:.3g}")
     for m in bad:
@@ -235,7 +279,7 @@ def check(spec, engine, rtol, atol, eps):
     if bad:
         click.echo(f"{spec}: gradient check FAILED for {len(bad)} entries", err=True)
         sys.exit(1)
-    click.echo(f"{spec}: ok (gradients of {model.loss} agree with central differences)")
+    click.echo(f"{spec}: ok (gradients of {model.loss} agree with central differences{where})")
 
 
 @main.command()

@@ -137,11 +137,12 @@ def jacobian_program(spec: Spec, of: str, wrt: str) -> Program:
     return built(spec.programs, ("jacobian", of, wrt), build)
 
 
-def step_plan(spec: Spec, train: Training, data: list, batch: int | None, traced: list) -> LoopPlan:
+def step_plan(spec: Spec, train: Training, data: list, batch: int | None, traced: list, deltas: list) -> LoopPlan:
     """The training step for one example or `batch` of them (make_plan); `data` are the leaves
-    examples feed, `traced` the nodes a trace records."""
-    key = ("train", train.loss, train.metric, train.optimizer, tuple(data), batch, tuple(traced))
-    return built(spec.programs, key, lambda: make_plan(spec, train, data, batch, traced))
+    examples feed, `traced` and `deltas` the nodes whose values and gradients a trace records."""
+    key = ("train", train.loss, train.metric, train.optimizer, train.frozen, tuple(data), batch, tuple(traced),
+           tuple(deltas))
+    return built(spec.programs, key, lambda: make_plan(spec, train, data, batch, traced, deltas))
 
 
 def training_loop(plan: LoopPlan, dtype: str, fuse: bool):

@@ -176,7 +176,7 @@ INDEXING = """
     cc5 = [A; W; [v]]
     rs1 = reshape(A, shape=[3, 2])
     rs2 = flatten(A) + 1
-    col = A * x[1:]
+    col = A + x[1:]
 """
 
 SOFTMAX = """

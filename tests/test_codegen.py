@@ -57,7 +57,7 @@ def test_a_forward_product_is_not_computed_again_for_its_transpose():
                              "data x = [[1, 2, 3], [0, 1, 0], [1, 0, 0], [2, 1, 0]], "
                              "y = [[0, 1], [1, 0], [0, 0], [1, 1]]\n"
                              "minimize L using sgd(lr=0.1), epochs=1, batch=4\n")
-    plan = make_plan(model.spec, model.spec.training, data_leaves(model.spec, model.spec.graph.names["L"]), 4, [])
+    plan = make_plan(model.spec, model.spec.training, data_leaves(model.spec, model.spec.graph.names["L"]), 4, [], [])
     needed = plan.graph.ancestors(plan.outputs)
     products = [n for n in plan.graph.nodes if n.id in needed and n.op == "matmul"]
     assert len(products) == 5  # 2 forward; dV, dH and dW backward
@@ -110,7 +110,7 @@ def test_a_value_one_node_reads_twice_is_computed_once():
     lines += ["L = sum(a8)", "data x = [[0.5, -1, 2]]", "minimize L using sgd(lr=0.1), epochs=1"]
     model = graphdsl.compile("\n".join(lines) + "\n")
     train = model.spec.training
-    plan = make_plan(model.spec, train, data_leaves(model.spec, model.spec.graph.names["L"]), None, [])
+    plan = make_plan(model.spec, train, data_leaves(model.spec, model.spec.graph.names["L"]), None, [], [])
     assert len(loopgen.train_loop(plan).splitlines()) < 200  # 802 lines when the chains were copied
     model.train()
     x = np.array([0.5, -1.0, 2.0])
@@ -172,7 +172,7 @@ minimize L using sgd(lr=0.3), epochs=1, batch=32
 def fused_params(body: str) -> set:
     """The params plain SGD updates inside their gradient's product, by name."""
     spec = graphdsl.compile(LAYERS.format(body=body)).spec
-    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [], [])
     names = dict(zip(plan.params, spec.names_of("param")))
     fused = loopgen.sgd_products(plan)
     assert loopgen.train_loop(plan, fuse=True).count("K.dot_add(") == len(fused)
@@ -190,7 +190,7 @@ def test_plain_sgd_updates_weights_in_their_gradient_products_but_not_from_a_par
 def test_the_check_of_a_product_that_reads_a_minibatch_takes_its_norm_from_the_gather():
     """W1's gradient is dz' x: its check makes no pass over x, whose gather measured it."""
     spec = graphdsl.compile(LAYERS.format(body="z = W2 relu(W1 x)")).spec
-    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [], [])
     source, x = loopgen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
     assert f"norm_{x} = T.take(" in source and f"T.norm({x})" not in source
     assert source.count("T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read

@@ -166,8 +166,8 @@ def test_overrides_reach_optimizer_settings_and_options_that_are_not_settings():
     train = build(text, settings={"optimizer": "adam", "beta2": 0.99}).spec.training
     assert train.optimizer == "adam"
     assert train.settings == {"lr": 0.5, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.0}
-    with pytest.raises(DataError, match=r"`epochs` must be a whole number of at least 1, not 0"):
-        build(text, settings={"epochs": 0})
+    with pytest.raises(DataError, match=r"`epochs` must be a whole number of at least 0, not -2"):
+        build(text, settings={"epochs": -2})
     with pytest.raises(DataError, match=r"`bogus` is not a setting, an option of `minimize` or a setting of `sgd`"):
         build(text, settings={"bogus": 1})
 

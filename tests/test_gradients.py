@@ -215,6 +215,8 @@ case("pow_const_exponent", "op:^", "sum(w * a ^ 3) + sum(a ^ 2)", dict(a=normal(
 case("pow_const_base", "op:^", "sum(w * 2 ^ a)", dict(a=normal(4), w=normal(4)),
      lambda a, w: wsum(w, 2.0 ** a))
 case("pow_scalars", "op:^", "a ^ b", dict(a=positive(), b=normal()), lambda a, b: a ** b)
+case("pow_function", "pow", "sum(W * pow(A, 2)) + sum(pow(A, B))", dict(A=positive(2, 2), B=normal(2, 2), W=normal(2, 2)),
+     lambda A, B, W: wsum(W, A ** 2) + (A ** B).sum())
 case("arith_scalars", ("op:+", "op:-", "op:*", "op:/", "op:^", "op:unary-", "op:juxt"),
      "(a + b) * c - a / c + -b ^ 2 + a b c + c ^ a", dict(a=positive(), b=normal(), c=positive()),
      lambda a, b, c: (a + b) * c - a / c - b ** 2 + a * b * c + c ** a)
@@ -483,7 +485,7 @@ def test_case_numpy_engine(name):
 NUMBA_CASES = (
     "sigmoid_scalar", "tanh_scalar", "exp_scalar", "sin_scalar", "cos_scalar", "softplus_scalar",
     "log_scalar", "sqrt_scalar", "step_scalar", "relu_matrix", "abs_matrix", "is_zero_matrix",
-    "eq_scalar_broadcast", "arith_scalars", "neg", "pow_const_exponent",
+    "eq_scalar_broadcast", "arith_scalars", "pow_function", "neg", "pow_const_exponent",
     "matmul_matrix_matrix", "juxt_matrix_vector", "transpose_op_vector", "transpose_function", "outer", "dot",
     "sum_axis1", "mean_axis0", "max_axis0", "min_axis2", "min_of_abs", "index_vector", "index_entry", "index_row",
     "stack_scalars", "stack_vectors", "stack_scalar_results", "concat_scalars_vectors",

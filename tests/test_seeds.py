@@ -43,7 +43,7 @@ def sig(z):
 
 # -- `graphdsl run`, read back -----------------------------------------------------
 
-ROW = re.compile(r"^  (\S+) (scalar|\[[\d, ]*\])\s+(.*)$")
+ROW = re.compile(r"^  (\S+(?: after)?) (scalar|\[[\d, ]*\])\s+(.*)$")
 NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|-?inf|nan")
 
 
@@ -213,10 +213,17 @@ def test_seed000_s4_backprop_values_gradients_and_sgd_step():
     torch.optim.SGD(list(P.values()), lr=0.1).step()
     for n, tensor in P.items():
         close(model.params[n] - 0.1 * g[n], tensor)
+    # the spec's own step: the values and gradients print at the given weights, then the update
     rows = run_cli("seed000_s4_backprop.nn")
-    close(printed(rows, "L"), [nodes["L"].item()])
-    close(printed(rows, "dL/dW_h"), P["W_h"].grad.flatten())
-    close(printed(rows, "dL/db_o"), [P["b_o"].grad.item()])
+    close(printed(rows, "L", "values"), [nodes["L"].item()])
+    close(printed(rows, "dL/dW_h", "gradients of L"), P["W_h"].grad.flatten())
+    close(printed(rows, "dL/db_o", "gradients of L"), [P["b_o"].grad.item()])
+    for n, tensor in P.items():
+        close(printed(rows, f"d{'L'}/d{n}", "step 1"), tensor.grad.flatten())
+        close(printed(rows, f"{n} after", "step 1"), tensor.detach().flatten())
+    model.train()
+    for n, tensor in P.items():
+        close(model.params[n], tensor)
 
 
 def test_seed000_s5_conv_layer_parameters_and_multiplications():
@@ -575,14 +582,22 @@ def test_seed003_ex2_iteration1_matches_torch(w3):
         torch.optim.SGD([Wt, wt], lr=lr).step()
         close(np.array(W003) - lr * g["W"], Wt)
         close(np.array(w_value) - lr * g["w"], wt)
+        stepped = load("seed003_ex2_iteration1.nn")  # the spec's own step, at this lr
+        stepped.params["w"] = np.array(w_value, dtype=float)
+        stepped.train(lr=lr)
+        close(stepped.params["W"], Wt)
+        close(stepped.params["w"], wt)
 
 
 def test_seed003_ex2_cli():
     rows = run_cli("seed003_ex2_iteration1.nn")
     W, w = T(W003, True), T([0.02, 0.03, 0.09], True)
     (0.5 * (torch.tanh(w @ torch.relu(W.T @ T(X003))) - T(Y003)) ** 2).sum().backward()
-    close(printed(rows, "dL/dW"), W.grad.flatten())
-    close(printed(rows, "dL/dw"), w.grad)
+    close(printed(rows, "dL/dW", "gradients of L"), W.grad.flatten())
+    close(printed(rows, "dL/dw", "gradients of L"), w.grad)
+    with torch.no_grad():  # the update, alpha = 0.05 as stated, in the same run
+        close(printed(rows, "W after", "step 1"), (W - 0.05 * W.grad).flatten())
+        close(printed(rows, "w after", "step 1"), w - 0.05 * w.grad)
 
 
 # -- seed 004 (Persian homework) -----------------------------------------------------
@@ -685,6 +700,9 @@ def test_seed004_3_gradients_and_one_step_match_torch_and_the_formulas():
     torch.optim.SGD(list(p.values()), lr=lr).step()
     for n, t in p.items():
         close(model.params[n] - lr * g[n], t)
+    model.train()  # the spec's own step
+    for n, t in p.items():
+        close(model.params[n], t)
 
 
 def test_seed004_4_logsumexp_identities():

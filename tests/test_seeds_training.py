@@ -23,6 +23,8 @@ def torch_iterations(lr: float, steps: int) -> list:
         s1 = W.T @ x
         z1 = torch.relu(s1)
         s_out = w @ z1
+        s1.retain_grad()
+        s_out.retain_grad()
         y_out = torch.tanh(s_out)
         L_each = 0.5 * (y_out - y) ** 2
         L = L_each.sum()
@@ -30,7 +32,8 @@ def torch_iterations(lr: float, steps: int) -> list:
         L.backward()
         rows.append({"s1": s1, "z1": z1, "s_out": s_out, "y_out": y_out, "L_each": L_each, "L": L,
                      "W": W.detach().clone(), "w": w.detach().clone(), "dL/dW": W.grad.clone(),
-                     "dL/dw": w.grad.clone()})
+                     "dL/dw": w.grad.clone(), "dL/ds1": s1.grad.clone(),
+                     "dL/ds_out": s_out.grad.clone()})
         with torch.no_grad():
             W -= lr * W.grad
             w -= lr * w.grad
@@ -51,7 +54,7 @@ def test_three_iterations_match_torch(tmp_path, lr):
     frame = pd.read_csv(trace)
     want = torch_iterations(lr, 3)
     assert list(frame["step"]) == [1, 2, 3]
-    for key in ("s1", "z1", "s_out", "y_out", "L_each", "L", "W", "w", "dL/dW", "dL/dw"):
+    for key in ("s1", "z1", "s_out", "y_out", "L_each", "L", "W", "w", "dL/dW", "dL/dw", "dL/ds1", "dL/ds_out"):
         expected = np.stack([row[key].detach().numpy() for row in want[:3]])
         got = columns(frame, key, expected.shape[1:])
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15, err_msg=key)

@@ -506,7 +506,7 @@ def test_plain_sgd_in_the_gradient_products_matches_torch_with_and_without_a_tra
     straight into the weights; a trace records gradients, so a traced run keeps them apart."""
     fused, traced = graphdsl.compile(WIDE), graphdsl.compile(WIDE)
     spec = fused.spec
-    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [])
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [], [])
     assert len(loopgen.sgd_products(plan)) == 2  # both weights take the fused path
     params = torch_wide({k: v.copy() for k, v in fused.params.items()})
     fused.train(data=WIDE_DATA)
@@ -749,7 +749,7 @@ def test_cli_non_finite_loss_exits_1(project):
 
 @pytest.mark.parametrize("args, words", [
     (["--set", "bogus=1"], ["`bogus` is not a setting"]),
-    (["--set", "epochs=0"], ["`epochs` must be a whole number of at least 1, not 0"]),
+    (["--set", "epochs=-1"], ["`epochs` must be a whole number of at least 0, not -1"]),
     (["--set", "batch=0"], ["`batch` must be a whole number of at least 1, not 0"]),
     (["--set", "reduce=median"], ["`reduce` must be mean or sum, not `median`"]),
     (["--set", "optimizer=rmsprop"], ["unknown optimizer `rmsprop`"]),

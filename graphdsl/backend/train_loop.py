@@ -198,5 +198,7 @@ def trace_row(plan) -> list:
             f"    r[{layout.EPOCH}] = epoch0 + e + 1", f"    r[{layout.LOSS}] = loss"]
     for i, (shape, span) in enumerate(zip(layout.traced, layout.traced_slots())):
         rows.append("    " + flat_store("r", span, var(plan.outputs[plan.first_traced + i]), shape))
-    (a, b), (c, _) = layout.params_slot, layout.grads_slot
-    return rows + [f"    T.put(r[{a}:{b}], theta)", f"    T.put(r[{c}:], grad)", "    row += 1"]
+    for gid, shape, span in zip(plan.deltas, layout.deltas, layout.deltas_slots()):
+        rows.append("    " + flat_store("r", span, var(gid), shape))
+    (a, b), (c, d) = layout.params_slot, layout.grads_slot
+    return rows + [f"    T.put(r[{a}:{b}], theta)", f"    T.put(r[{c}:{d}], grad)", "    row += 1"]

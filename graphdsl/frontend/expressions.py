@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
-from graphdsl.frontend.broadcasts import ELEMENTWISE_INFIX, oriented, product_warnings
+from graphdsl.frontend.readings import ELEMENTWISE_INFIX, check_shapes, check_written, oriented, product_warnings
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -27,54 +27,6 @@ def check_size(shape: tuple, what: str, span: Span) -> None:
     if entries > MAX_ENTRIES:
         raise SpecError(f"{what} would be {fmt_shape(shape)}, {entries:,} entries: more than the "
                         f"{MAX_ENTRIES:,} one value may hold", span, hint="check the sizes for a typo")
-
-
-def check_juxtaposition(e: ast.BinOp) -> None:
-    """Products by juxtaposition that are almost always a typo: `[1 2]`, `x .5`, `[1, 2] [3, 4]`."""
-    if isinstance(e.right, ast.Num):
-        raise SpecError("a number written after a value is read as a product", e.right.span,
-                        hint="write the number first (`2 x`) or use `*`; separate list entries with `,`")
-    literals = (ast.Stack, ast.Concat)
-    if isinstance(e.left, literals) and isinstance(e.right, literals):
-        raise SpecError("two bracketed lists side by side are read as a product", e.span,
-                        hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
-
-
-def bracketed(span: Span, lines: list) -> bool:
-    """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
-    what is inside, so the text before it ends with `(`."""
-    before = lines[span.line - 1][:span.col - 1].rstrip()
-    line = span.line - 1  # 0-based: the line before is lines[line - 1]
-    while not before and line > 0:  # inside brackets an expression may start a line
-        line -= 1
-        before = lines[line].split("#")[0].rstrip()
-    return before.endswith("(")
-
-
-def check_division(e: ast.BinOp, lines: list) -> None:
-    """`a / b c` is a / (b c) by precedence, but a whiteboard's `1/2 (y - t)^2` means (1/2) (y - t)^2:
-    a divisor that is a product by juxtaposition, without brackets of its own, is refused."""
-    divisor = e.right
-    while isinstance(divisor, ast.Neg):  # `1/-2 x` is as ambiguous
-        divisor = divisor.operand
-    if not (isinstance(divisor, ast.BinOp) and divisor.op == "juxt") or bracketed(divisor.span, lines):
-        return
-    innermost = divisor
-    while isinstance(innermost.left, ast.BinOp) and innermost.left.op == "juxt":
-        innermost = innermost.left
-    first, second = innermost.left.span, innermost.right.span
-    if e.span.line == e.span.end_line:
-        text = lines[e.span.line - 1]
-        cut = lambda a, b: text[a - 1:b - 1].strip()  # noqa: E731
-        between = text[first.end_col - 1:second.col - 1]
-        split = first.end_col + between.find("(") if "(" in between else second.col  # where the 2nd factor is written
-        left, top = cut(e.span.col, e.left.span.end_col), cut(divisor.span.col, split)
-        rest = cut(split, divisor.span.end_col)
-        readings = f"`({left} / {top}) {rest}` or `{left} / ({top} {rest})`"
-    else:
-        readings = "`(a / b) c` or `a / (b c)`"
-    raise SpecError(f"a division by a product written side by side can be read two ways: {readings}", e.span,
-                    hint="write the one you mean with its brackets")
 
 
 def function_of(e: ast.Call, defined) -> Function:
@@ -167,7 +119,7 @@ class Expressions:
         snip = self.snippet(x.span)
         if not snip.startswith("`") or snip.endswith("...`"):
             return None
-        return snip[1:-1] if not bracket or isinstance(x, (ast.Name, ast.Call)) else f"({snip[1:-1]})"
+        return snip[1:-1] if not bracket or isinstance(x, (ast.Name, ast.Call, ast.Index)) else f"({snip[1:-1]})"
 
     def describe(self, node_expr, node: int) -> str:
         return f"{self.snippet(node_expr.span)} ({fmt_shape(self.graph.nodes[node].shape)})"
@@ -207,15 +159,9 @@ class Expressions:
         raise TypeError(f"unknown expression {e!r}")  # the parser builds no other kind
 
     def binop(self, e: ast.BinOp) -> int:
-        if e.op == "juxt":
-            check_juxtaposition(e)
-        if e.op == "/":
-            check_division(e, self.lines)
-        if e.op == "^" and isinstance(e.right, ast.Name) and e.right.id == "T" and "T" not in self.defined:
-            base = self.snippet(e.left.span).strip("`")
-            raise SpecError(f"`{base}^T` raises `{base}` to the power `T`, which the spec does not define", e.span,
-                            hint=f"to transpose, write `{base}'` (a prime) or `transpose({base})`")
+        check_written(self, e)
         left, right = self.expr(e.left), self.expr(e.right)
+        check_shapes(self, e, left, right)
         op = INFIX.get(e.op)
         if e.op == "juxt":
             scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape

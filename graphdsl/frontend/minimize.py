@@ -16,6 +16,8 @@ from graphdsl.training.metrics import CLASSIFIERS
 from graphdsl.training.optimizers import OPTIMIZERS
 from graphdsl.ir.shapes import fmt_shape
 
+FREEZE = "freeze"  # the option naming params that training leaves as they are
+
 
 @dataclass(frozen=True)
 class Lowered:
@@ -55,7 +57,8 @@ def constants(statements: list) -> list:
         if isinstance(stmt, ast.Data):
             found += [data_key(key, val) for key, val in stmt.arrays]
         elif isinstance(stmt, ast.Minimize):
-            keys = (option_key(key, val) for key, val in (*stmt.optimizer.kwargs, *stmt.options))
+            keys = (option_key(key, val) for key, val in (*stmt.optimizer.kwargs, *stmt.options)
+                    if key.text != FREEZE)
             found += [k for k in keys if k is not None]
     return found
 
@@ -89,15 +92,35 @@ def read_minimize(low: Lowered, stmt: ast.Minimize, data: DataSource | None, see
             raise SpecError(f"`{name}` has no setting `{key.text}`", key.span,
                             hint=f"it takes {', '.join(OPTIMIZERS[name].settings)}")
         settings[key.text] = option_value(low, key, val)
-    options = {**OPTIONS, "seed": seed}
+    options, frozen = {**OPTIONS, "seed": seed}, ()
     for key, val in ast.given_once(stmt.options):
+        if key.text == FREEZE:
+            frozen = frozen_params(low, val)
+            continue
         if key.text not in OPTIONS:
-            raise SpecError(f"`minimize` has no option `{key.text}`", key.span, hint=f"it takes {', '.join(OPTIONS)}")
+            raise SpecError(f"`minimize` has no option `{key.text}`", key.span,
+                            hint=f"it takes {', '.join((*OPTIONS, FREEZE))}")
         try:
             options[key.text] = check_option(key.text, option_value(low, key, val))
         except DataError as err:
             raise SpecError(str(err), val.span) from None
-    return Training(loss, name, settings, options, data, metric_of(low, loss))
+    return Training(loss, name, settings, options, data, metric_of(low, loss), frozen, stmt.span)
+
+
+def frozen_params(low: Lowered, val) -> tuple:
+    """`freeze=b` or `freeze=[b1, b2]`: params that training leaves as they are."""
+    names = val.items if isinstance(val, ast.Stack) else (val,)
+    frozen = []
+    for name in names:
+        if not isinstance(name, ast.Name):
+            raise SpecError("`freeze` takes params by name, as in `freeze=[b1, b2]`", name.span)
+        if low.kinds.get(name.id) != "param":
+            kind = low.kinds.get(name.id)
+            what = "not defined" if kind is None else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+            raise SpecError(f"`freeze` names params, but `{name.id}` is {what}", name.span,
+                            hint="inputs, targets and constants are never trained anyway")
+        frozen.append(name.id)
+    return tuple(dict.fromkeys(frozen))
 
 
 def metric_of(low: Lowered, loss: str) -> tuple | None:

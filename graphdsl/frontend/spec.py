@@ -41,7 +41,9 @@ class Spec:
 
     @property
     def loss(self) -> str | None:
-        return next((r.loss for r in self.requests if r.kind == "grad"), None)
+        """The loss the first `grad` statement names, else the one `minimize` trains."""
+        named = next((r.loss for r in self.requests if r.kind == "grad"), None)
+        return named or (self.training.loss if self.training is not None else None)
 
     def names_of(self, *kinds) -> list:
         return [n for n, k in self.kinds.items() if k in kinds]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphdsl.model import Model
+from graphdsl.training.examples import examples
+from graphdsl.training.plan import data_leaves
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,17 @@ def numeric_grad(model: Model, loss: str, name: str, inputs: dict, eps: float) -
             values.append(float(model.forward(**{**inputs, name: moved})[loss]))
         grad[index] = (values[0] - values[1]) / (2 * eps)
     return grad
+
+
+def check_point(model: Model) -> tuple[dict, str]:
+    """Where to check the loss's gradients: at the spec's own values, or, where the loss needs
+    values that only the spec's `data` gives, at its first example; (inputs, how to say where)."""
+    spec, train = model.spec, model.spec.training
+    leaves = data_leaves(spec, spec.graph.names[model.loss])
+    if train is None or all(leaf in spec.graph.values for leaf in leaves):
+        return {}, ""
+    first = {name: np.asarray(rows[0], dtype=np.float64) for name, rows in examples(model, train, None, leaves).items()}
+    return first, " at the first example of the spec's data"
 
 
 def gradcheck(model: Model, loss: str | None = None, *, eps=1e-6, rtol=1e-5, atol=1e-7,

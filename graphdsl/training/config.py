@@ -9,7 +9,7 @@ from graphdsl.training.optimizers import OPTIMIZERS
 
 # Training options, their defaults, and what values they take.
 OPTIONS = {
-    "epochs": 1,          # passes over the examples
+    "epochs": 1,          # passes over the examples; 0 trains nothing (to use loaded weights as they are)
     "batch": "all",       # examples a step, or all of them
     "reduce": "mean",     # how a step combines its examples' losses: mean or sum
     "shuffle": 1,         # 1: a seeded new order every epoch; 0: the data's order
@@ -43,6 +43,12 @@ class Training:
     options: dict           # OPTIONS, defaults filled in
     data: DataSource | None
     metric: tuple | None    # (Metric, prediction id, target id), or None
+    frozen: tuple = ()      # params the spec keeps as they are (`freeze=[b1, b2]`): never updated
+    span: object = None     # the `minimize` statement's, to tell what a spec asks before and after it
+
+    def trained(self, params) -> list:
+        """Of a spec's params, in order, those this training updates."""
+        return [p for p in params if p not in self.frozen]
 
     def updated(self, changes: dict) -> "Training":
         """A copy with optimizer settings or options changed (from `--set` or Python)."""
@@ -77,7 +83,7 @@ def check_option(key: str, value):
         if not 0.0 <= value < 1.0:
             raise DataError(f"`validation` is a fraction from 0 up to (not including) 1, not {value:g}")
         return value
-    least = 0 if key in ("seed", "shuffle") else 1
+    least = 0 if key in ("seed", "shuffle", "epochs") else 1
     if value != int(value) or value < least:
         raise DataError(f"`{key}` must be a whole number of at least {least}, not {value:g}")
     if key == "shuffle" and value > 1:

@@ -23,10 +23,11 @@ class LoopPlan:
     consts: list        # the other non-param leaves, passed once
     params: list        # param leaves, in `theta` order
     weights: int | None  # per-example loss weights (minibatch graphs only)
-    outputs: list       # loss, one gradient per param, then the prediction, then traced nodes
+    outputs: list       # loss, one gradient per param, then the prediction, traced nodes, traced gradients
     metric: tuple | None  # (Metric, output index, target leaf)
     traced: list
     first_traced: int
+    deltas: list        # the traced gradients, in outputs
     optimizer: Optimizer
     trace: TraceLayout
     loops: dict = field(default_factory=dict, repr=False, compare=False)  # compiled, by (dtype, fuse)
@@ -38,11 +39,12 @@ def data_leaves(spec, loss: int) -> list:
     return [spec.graph.names[n] for n in spec.names_of("input", "target") if spec.graph.names[n] in needed]
 
 
-def make_plan(spec, train: Training, data: list, batch: int | None, traced: list) -> LoopPlan:
+def make_plan(spec, train: Training, data: list, batch: int | None, traced: list, deltas: list) -> LoopPlan:
     """The step graph (forward, then backward to every param) for one example or `batch` of them;
-    `data` are the leaves examples feed."""
+    `data` are the leaves examples feed, `traced` the nodes whose values a trace records and
+    `deltas` those whose gradients it does (one example a step only)."""
     g0 = spec.graph
-    loss, params = g0.names[train.loss], [g0.names[n] for n in spec.names_of("param")]
+    loss, params = g0.names[train.loss], [g0.names[n] for n in train.trained(spec.names_of("param"))]
     pred = [train.metric[1]] if train.metric else []
     if batch is None:
         g = g0.copy()
@@ -54,11 +56,14 @@ def make_plan(spec, train: Training, data: list, batch: int | None, traced: list
             raise err.located(spec.filename, spec.text) from None
         weights = g.leaf("input", None, (batch,))
         total = (Sym(g, new[loss]) * Sym(g, weights)).op("sum").id
-    grads = backward(g, total, [new[p] for p in params])
-    outputs = [total, *(grads[new[p]] for p in params), *(new[p] for p in pred), *(new[t] for t in traced)]
+    grads = backward(g, total, [new[p] for p in params] + [new[d] for d in deltas])
+    outputs = [total, *(grads[new[p]] for p in params), *(new[p] for p in pred), *(new[t] for t in traced),
+               *(grads[new[d]] for d in deltas)]
     metric = (train.metric[0], len(params) + 1, new[train.metric[2]]) if train.metric else None
     fed = {*(new[d] for d in data), *(new[p] for p in params), weights}
-    layout = TraceLayout(tuple(g0.nodes[t].shape for t in traced), tuple(g0.nodes[p].shape for p in params))
+    layout = TraceLayout(tuple(g0.nodes[t].shape for t in traced), tuple(g0.nodes[p].shape for p in params),
+                         tuple(g0.nodes[d].shape for d in deltas))
     return LoopPlan(g, [new[d] for d in data], [n.id for n in g.leaves() if n.id not in fed],
                     [new[p] for p in params], weights, outputs, metric,
-                    [new[t] for t in traced], 1 + len(params) + len(pred), OPTIMIZERS[train.optimizer], layout)
+                    [new[t] for t in traced], 1 + len(params) + len(pred), outputs[len(outputs) - len(deltas):],
+                    OPTIMIZERS[train.optimizer], layout)

@@ -193,6 +193,7 @@ class History:
     def __init__(self, epoch: list | None = None, history: dict | None = None):
         self.trace: np.ndarray | None = None  # the step trace, when train(trace=True) keeps it
         self.trace_columns: list = []
+        self.updates: list | None = None  # a short run's steps: (step, {param: (before, gradient, after)})
         self._epoch, self._history = list(epoch or []), dict(history or {})
         self._chunks: list = []  # (epochs, {metric: values}) not yet in the lists
 

@@ -16,6 +16,7 @@ from graphdsl import pipeline
 from graphdsl.backend.runtime import step as T
 from graphdsl.backend.train_loop import slots
 from graphdsl.errors import SpecError
+from graphdsl.files import locked_for_writing
 from graphdsl.training import data as datasets
 from graphdsl.training import records
 from graphdsl.training.config import Training
@@ -26,16 +27,16 @@ from graphdsl.training.progress import Progress, TrainingInterrupted, interrupts
 from graphdsl.transforms.interpret import describe, first_non_finite
 
 CHUNK_SECONDS = 0.2
+SHORT_RUN = 5  # steps: a run this short keeps its trace, so its updates can be shown step by step
 
 
 class TrainingError(Exception):
     """Training stopped: the loss went non-finite. The model keeps the last good weights."""
 
 
-def loop_value(graph, leaf: int, dtype):
+def loop_value(value, dtype):
     """A constant leaf's value as the loop takes it: a float, or an array in the loop's dtype."""
-    value = graph.values.get(leaf, np.zeros(graph.nodes[leaf].shape))
-    return float(value) if graph.nodes[leaf].shape == () else np.ascontiguousarray(value, dtype=dtype)
+    return float(value) if np.shape(value) == () else np.ascontiguousarray(value, dtype=dtype)
 
 
 class Trainer:
@@ -44,6 +45,7 @@ class Trainer:
     def __init__(self, model, train: Training, data=None, traced=()):
         self.model, self.train = model, train
         spec = model.spec
+        self.params = train.trained(spec.names_of("param"))  # frozen params are constants of the loop
         leaves = data_leaves(spec, spec.graph.names[train.loss])
         every = examples(model, train, data, leaves)  # in the loop's dtype
         self.fit, val = datasets.split(every, train.options["validation"], train.options["seed"])
@@ -51,27 +53,38 @@ class Trainer:
         n = len(next(iter(self.fit.values())))
         size = n if train.options["batch"] == "all" else min(train.options["batch"], n)
         self.size, self.n, self.steps_per_epoch = size, n, -(-n // size)
-        # shown nodes are per-example values, so traced only at one example a step; the loss has its column
+        # shown nodes and the gradients `grad` statements name are per-example values, so traced only
+        # at one example a step; the loss has its column, the params' gradients theirs
         self.traced = [t for t in dict.fromkeys(traced) if t != train.loss] if size == 1 else []
+        named = [n for r in spec.requests if r.kind == "grad" and r.loss == train.loss for n in r.names]
+        self.deltas = [n for n in dict.fromkeys(named) if n not in self.params] if size == 1 else []
         # the step graph and its compiled loops are kept with the spec: a second train() reuses them
         self.plan = pipeline.step_plan(spec, train, leaves, size if size > 1 else None,
-                                       [spec.graph.names[t] for t in self.traced])
+                                       [spec.graph.names[t] for t in self.traced],
+                                       [spec.graph.names[d] for d in self.deltas])
         self.dtype = np.dtype(train.options["dtype"])
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
         self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
-                          [loop_value(self.plan.graph, c, self.dtype) for c in self.plan.consts])
+                          [loop_value(self.constant(c), self.dtype) for c in self.plan.consts])
+
+    def constant(self, leaf: int):
+        """A leaf the loop takes as it is: a frozen param's current value, or the spec's."""
+        g = self.plan.graph
+        name = g.name_of(leaf)
+        if name in self.train.frozen:
+            return self.model.params[name]
+        return g.values.get(leaf, np.zeros(g.nodes[leaf].shape))
 
     # -- the flat parameter vector -----------------------------------------
 
     def theta(self) -> np.ndarray:
         """Every param, flat, in the loop's dtype."""
-        params = [np.ravel(self.model.params[n]) for n in self.model.spec.names_of("param")]
+        params = [np.ravel(self.model.params[n]) for n in self.params]
         return np.concatenate(params or [[]]).astype(self.dtype, copy=False)
 
     def unflatten(self, flat: np.ndarray) -> dict:
-        names = self.model.spec.names_of("param")
-        shapes = [self.model.params[n].shape for n in names]
-        return {n: flat[a:b].reshape(s).astype(np.float64) for n, s, (a, b) in zip(names, shapes, slots(shapes))}
+        shapes = [self.model.params[n].shape for n in self.params]
+        return {n: flat[a:b].reshape(s).astype(np.float64) for n, s, (a, b) in zip(self.params, shapes, slots(shapes))}
 
     # -- compiling and calling the loop ------------------------------------
 
@@ -98,7 +111,7 @@ class Trainer:
 
     @cached_property
     def trace_columns(self) -> list:
-        return self.plan.trace.columns(self.train.loss, self.traced, self.model.spec.names_of("param"))
+        return self.plan.trace.columns(self.train.loss, self.traced, self.params, self.deltas)
 
     # -- the run -------------------------------------------------------------
 
@@ -108,7 +121,7 @@ class Trainer:
         state = np.zeros(self.plan.optimizer.state * theta.size, self.dtype)
         if resume is None:
             return theta, state, 0, 0
-        shapes = {n: self.model.params[n].shape for n in self.model.spec.names_of("param")}
+        shapes = {n: self.model.params[n].shape for n in self.params}
         params, saved, meta = records.load_weights(resume, shapes)
         self.model.params.update(params)
         if "optimizer" in saved and saved["optimizer"].shape == state.shape:
@@ -131,14 +144,17 @@ class Trainer:
     def run(self, *, trace=None, log=None, checkpoint=None, resume=None, progress=False) -> records.History:
         epochs = self.train.options["epochs"]
         theta, state, t, done = self.start(resume)
-        out = Outputs(self, trace, log, progress, t, done, resume is not None)
+        short = epochs * self.steps_per_epoch <= SHORT_RUN and self.train.options["every"] == 1 and not resume
+        trace = True if short and trace is None else trace
+        out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
         count = 1
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
-        self.compiled(bool(trace))
-        try:
+        try:  # closes the outputs, and so releases their locks, however the run ends
+            if done < epochs:
+                self.compiled(bool(trace))
             with interrupts_between_chunks() as interrupted:
-                while done < epochs:
+                while done < epochs and not interrupted():  # Ctrl-C stops here, the last chunk recorded
                     count = min(count, epochs - done)
                     began = time.perf_counter()
                     rows = count * self.steps_per_epoch // self.train.options["every"] + 1 if trace else 0
@@ -149,43 +165,49 @@ class Trainer:
                     if len(whole):
                         out.epochs(done, self.epoch_columns(whole))
                     if failed:
-                        raise self.non_finite(order, steps, t + steps + 1, done)
+                        raise non_finite(self, order, steps, t + steps + 1, done)
                     t, done = t + steps, done + count
                     if checkpoint:
                         records.save_weights(checkpoint, self.unflatten(theta), {"optimizer": state},
                                              {"step": t, "epoch": done})
                     took = time.perf_counter() - began
                     count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not self.val else 1
-                    if interrupted() and done < epochs:  # the chunk is recorded: stop here, consistently
-                        raise TrainingInterrupted(done, t)
+            if interrupted():  # even in the last chunk, or after the last look: a Ctrl-C is never ignored
+                raise TrainingInterrupted(done, t)
         finally:
             out.close()
-        return out.finish()
+        history = out.finish()
+        if short:
+            history.updates = self.plan.trace.updates(out.kept_rows(), self.unflatten,
+                                                      {n: self.model.params[n] for n in self.params})
+        return history
 
-    def non_finite(self, order, steps: int, step: int, done: int) -> TrainingError:
-        """Replay the failing step in the interpreter and name the first non-finite value."""
-        e, s = divmod(steps, self.steps_per_epoch)
-        ids, weights = np.empty(self.size, np.int64), np.empty(self.size, self.dtype)
-        T.batch_rows(order[e % len(order)], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
-        plan, g = self.plan, self.plan.graph
-        values = dict(zip(plan.consts, self.arguments[1]))  # every value in the loop's dtype, as it ran
-        values.update(zip(plan.params, (np.asarray(self.model.params[n], self.dtype)
-                                        for n in self.model.spec.names_of("param"))))
-        for leaf in plan.data:
-            rows = self.fit[g.name_of(leaf)][ids]
-            values[leaf] = rows if plan.weights is not None else rows[0]
-        if plan.weights is not None:
-            values[plan.weights] = weights
-        bad = first_non_finite(g, values, plan.outputs[:1 + len(plan.params)])
-        # the compiled exp and tanh round differently from NumPy's, so near overflow a replay can stay finite
-        where = (f"the first value that is not finite is {describe(g, bad)}" if bad else
-                 "replayed in the interpreter, the step stays finite, so it is at the edge of overflow")
-        message = (f"training stopped at step {step} (epoch {done + e + 1}): the loss or a gradient is not "
-                   f"finite; {where}. The model keeps the weights of step {step - 1}")
-        spec = self.model.spec
-        return TrainingError(str(SpecError(message, bad.span if bad else None, filename=spec.filename,
-                                           text=spec.text,
-                                           hint="lower the learning rate, or check the data for extreme values")))
+
+def non_finite(self: Trainer, order, steps: int, step: int, done: int) -> TrainingError:
+    """The error for a step whose loss or gradient was not finite: the step replayed in the
+    interpreter, naming the first non-finite value."""
+    e, s = divmod(steps, self.steps_per_epoch)
+    ids, weights = np.empty(self.size, np.int64), np.empty(self.size, self.dtype)
+    T.batch_rows(order[e % len(order)], s, self.size, self.train.options["reduce"] == "mean", ids, weights)  # as the loop
+    plan, g = self.plan, self.plan.graph
+    values = dict(zip(plan.consts, self.arguments[1]))  # every value in the loop's dtype, as it ran
+    values.update(zip(plan.params, (np.asarray(self.model.params[n], self.dtype)
+                                    for n in self.params)))
+    for leaf in plan.data:
+        rows = self.fit[g.name_of(leaf)][ids]
+        values[leaf] = rows if plan.weights is not None else rows[0]
+    if plan.weights is not None:
+        values[plan.weights] = weights
+    bad = first_non_finite(g, values, plan.outputs[:1 + len(plan.params)])
+    # the compiled exp and tanh round differently from NumPy's, so near overflow a replay can stay finite
+    where = (f"the first value that is not finite is {describe(g, bad)}" if bad else
+             "replayed in the interpreter, the step stays finite, so it is at the edge of overflow")
+    message = (f"training stopped at step {step} (epoch {done + e + 1}): the loss or a gradient is not "
+               f"finite; {where}. The model keeps the weights of step {step - 1}")
+    spec = self.model.spec
+    return TrainingError(str(SpecError(message, bad.span if bad else None, filename=spec.filename,
+                                       text=spec.text,
+                                       hint="lower the learning rate, or check the data for extreme values")))
 
 
 class Outputs:
@@ -193,19 +215,28 @@ class Outputs:
     for `history.trace` when trace=True), the epoch log and the progress display. A resumed run's
     trace and log keep their rows up to the checkpoint's step and epoch, and go on."""
 
-    def __init__(self, trainer: Trainer, trace, log, progress: bool, step: int, epoch: int, resumed: bool):
+    def __init__(self, trainer: Trainer, trace, log, progress: bool, step: int, epoch: int, resumed: bool,
+                 keep: bool = False):
         self.trace, self.width = trace, trainer.plan.trace.width
+        self.keep = trace is True or keep  # the rows, in memory
         self.header = ["step", "epoch", *trainer.trace_columns] if trace is True else []
         self.history, self.kept = records.History(), []
-        self.writer = (records.TraceWriter(trace, trainer.trace_columns, step if resumed else None)
-                       if trace not in (None, True) else None)
-        self.epoch_log = records.EpochLog(log, trainer.metrics(), epoch if resumed else None) if log else None
+        # locked before the writers truncate or cut them: a second run writing one is refused, unharmed
+        self.locks = [locked_for_writing(path) for path in (None if trace is True else trace, log) if path]
+        self.writer = self.epoch_log = self.bar = None
+        try:
+            self.writer = (records.TraceWriter(trace, trainer.trace_columns, step if resumed else None)
+                           if trace not in (None, True) else None)
+            self.epoch_log = records.EpochLog(log, trainer.metrics(), epoch if resumed else None) if log else None
+        except BaseException:
+            self.close()  # a failed run keeps no lock: trying again must not find the file taken
+            raise
         self.bar = Progress(trainer.train.options["epochs"], epoch, progress)
 
     def trace_rows(self, rows: np.ndarray) -> None:
         if self.writer:
             self.writer.append(rows)
-        if self.trace is True:
+        if self.keep:
             self.kept.append(rows)
 
     def epochs(self, first: int, columns: dict) -> None:
@@ -220,12 +251,15 @@ class Outputs:
                 self.bar.epoch(epoch, values)
 
     def close(self) -> None:
-        for closing in (self.writer, self.epoch_log, self.bar):
+        for closing in (self.writer, self.epoch_log, self.bar, *self.locks):  # the locks once all is written
             if closing:
                 closing.close()
 
+    def kept_rows(self) -> np.ndarray:
+        return np.concatenate(self.kept) if self.kept else np.zeros((0, self.width))
+
     def finish(self) -> records.History:
         if self.trace is True:
-            self.history.trace = np.concatenate(self.kept) if self.kept else np.zeros((0, self.width))
+            self.history.trace = self.kept_rows()
             self.history.trace_columns = self.header
         return self.history

@@ -49,7 +49,8 @@ def pow_vjp(g, y, a, b):
     return g * b * a ** (b - 1.0 + b.op("is_zero")), g * y * (a + a.op("is_zero")).op("log")
 
 
-binary("pow", np.power, "({0} ** {1})", pow_vjp, "a ^ b, elementwise", call=None, infix="^", mults=no_mults)
+binary("pow", np.power, "({0} ** {1})", pow_vjp, "a ^ b, elementwise (`pow(A, 2)` squares each entry of a square matrix)",
+       call=Call(("a", "b")), infix="^", mults=no_mults)
 binary("eq", lambda a, b: np.equal(a, b).astype(np.float64), "(({0} == {1}) * 1.0)",
        lambda g, y, a, b: (None, None), "1 where a == b exactly, else 0; zero gradient",
        call=Call(("a", "b")), infix=None, mults=no_mults)

@@ -1,0 +1,147 @@
+"""Notation a whiteboard reads one way and a first reading of the grammar another. Each is refused
+with both readings spelled out, or, where it is legal and only most likely a slip (`W * x`),
+warned about. `ex` is the Expressions lowering the spec: its graph, the names the spec defines,
+its lines, and how it quotes them."""
+from __future__ import annotations
+
+from graphdsl.errors import Span, SpecError, SpecWarning
+from graphdsl.frontend import ast
+from graphdsl.ir.shapes import fmt_shape
+
+ELEMENTWISE_INFIX = ("+", "-", "*", "/", "^")
+
+
+def check_written(ex, e: ast.BinOp) -> None:
+    """What the text alone shows: products side by side that are typos, a division by a product
+    side by side, and `W^T` or `e^x` with `T` or `e` undefined."""
+    if e.op == "juxt":
+        check_juxtaposition(e)
+    if e.op == "/":
+        check_division(e, ex.lines)
+    if e.op != "^":
+        return
+    if isinstance(e.right, ast.Name) and e.right.id == "T" and "T" not in ex.defined:
+        base = ex.snippet(e.left.span).strip("`")
+        raise SpecError(f"`{base}^T` raises `{base}` to the power `T`, which the spec does not define", e.span,
+                        hint=f"to transpose, write `{base}'` (a prime) or `transpose({base})`")
+    if isinstance(e.left, ast.Name) and e.left.id == "e" and "e" not in ex.defined:
+        power = ex.spelled(e.right) or "x"
+        raise SpecError("`e` is not defined, so `e^...` cannot be the exponential", e.left.span,
+                        hint=f"write `exp({power})`, or define `e` if you mean a value of your own")
+
+
+def check_shapes(ex, e: ast.BinOp, left: int, right: int) -> None:
+    """What the operands' shapes show: `u v'` of two vectors, the outer product on a whiteboard
+    (where vectors are columns), and a square matrix to a power, which a whiteboard takes as
+    repeated matrix products."""
+    shapes = [ex.graph.nodes[n].shape for n in (left, right)]
+    if e.op in ("juxt", "@") and [len(s) for s in shapes] == [1, 1] and isinstance(e.right, ast.Transpose):
+        u, v = ex.spelled(e.left) or "u", ex.spelled(e.right.operand) or "v"
+        raise SpecError(f"{ex.describe(e.left, left)} times a transposed vector can be read two ways: the outer "
+                        f"product (a {fmt_shape((shapes[0][0], shapes[1][0]))} matrix, as on a whiteboard where "
+                        "vectors are columns) or the dot product (a scalar); graphdsl's vectors have no "
+                        "orientation, so `'` leaves a vector as it is", e.span,
+                        hint=f"write `outer({u}, {v})` for the matrix, or `{u} {v}` for the scalar")
+    if e.op == "^" and len(shapes[0]) == 2 and shapes[0][0] == shapes[0][1] > 1 and shapes[1] == ():
+        a, k = ex.spelled(e.left) or "A", ex.spelled(e.right) or "k"
+        square = ex.spelled(e.left, bracket=True) or "A"
+        raise SpecError(f"{ex.describe(e.left, left)} to a power can be read two ways: entry by entry, or, as "
+                        "on a whiteboard, as repeated matrix products of a square matrix", e.span,
+                        hint=f"write `pow({a}, {k})` for entry by entry, or the products side by side, "
+                             f"as in `{square} {square}` for the square")
+
+
+def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
+    """A vector meeting a matrix entry by entry goes along each row where its length is the
+    matrix's width, as in NumPy, and down each column where it is the height (examples as
+    columns: `W X + b` with X [features, examples]). A square matrix could take it either way:
+    refused, except under `*`, whose warning names the reading taken (see below)."""
+    shapes = [ex.graph.nodes[n].shape for n in (left, right)]
+    if sorted(map(len, shapes)) != [1, 2]:
+        return left, right
+    m = 0 if len(shapes[0]) == 2 else 1
+    (rows, cols), (n,) = shapes[m], shapes[1 - m]
+    if n == 1 or n != rows or (n == cols and e.op == "*"):
+        return left, right  # along the rows (the square case under `*` too), or shapes that do not fit
+    mat, vec = (left, right) if m == 0 else (right, left)
+    mat_e, vec_e = (e.left, e.right) if m == 0 else (e.right, e.left)
+    if n == cols:
+        v = ex.spelled(vec_e) or "v"
+        raise SpecError(f"{ex.describe(vec_e, vec)} could go along each row or down each column of the square "
+                        f"{ex.describe(mat_e, mat)}", e.span,
+                        hint=f"write `[{v}]` (a [1, {n}] row) to use it on every row, or `[{v}]'` "
+                             f"(a [{n}, 1] column) on every column")
+    column = ex.graph.add("reshape", [vec], {"shape": (n, 1)}, span=vec_e.span)
+    return (mat, column) if m == 0 else (column, mat)
+
+
+def product_warnings(ex, e: ast.BinOp, left: int, right: int) -> list:
+    """`W * x` with W a matrix and x a vector repeats x along W's rows (or down its columns, see
+    `oriented`), which is legal, but on a whiteboard it is almost always a matrix product typed
+    wrong: warn, and go on."""
+    shapes = [ex.graph.nodes[n].shape for n in (left, right)]
+    if sorted(map(len, shapes)) != [1, 2]:
+        return []
+    (rows, cols), (n,) = sorted(shapes, key=len, reverse=True)
+    matrix, vector = (e.left, e.right) if len(shapes[0]) == 2 else (e.right, e.left)
+    m, v = ex.spelled(matrix, bracket=True), ex.spelled(vector, bracket=True)
+    if n == cols:
+        reading, product = "along the matrix's rows", f"`{m} {v}`"
+    elif n == rows and n != 1:
+        reading, product = "down the matrix's columns", f"`{m}' {v}`"
+    else:
+        return []  # they do not broadcast: the product reports it
+    product = product if None not in (m, v) else "the product, matrix first"
+    column = f" (or, to repeat it down the columns, `[{ex.spelled(vector) or 'v'}]'`)" if n == rows == cols else ""
+    return [SpecWarning(
+        f"{ex.describe(e.left, left)} * {ex.describe(e.right, right)} multiplies entry by entry, "
+        f"repeating the vector {reading}", e.span,
+        hint=f"did you mean {product}, the matrix product written side by side?{column}")]
+
+
+def check_juxtaposition(e: ast.BinOp) -> None:
+    """Products by juxtaposition that are almost always a typo: `[1 2]`, `x .5`, `[1, 2] [3, 4]`."""
+    if isinstance(e.right, ast.Num):
+        raise SpecError("a number written after a value is read as a product", e.right.span,
+                        hint="write the number first (`2 x`) or use `*`; separate list entries with `,`")
+    literals = (ast.Stack, ast.Concat)
+    if isinstance(e.left, literals) and isinstance(e.right, literals):
+        raise SpecError("two bracketed lists side by side are read as a product", e.span,
+                        hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
+
+
+def bracketed(span: Span, lines: list) -> bool:
+    """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
+    what is inside, so the text before it ends with `(`."""
+    before = lines[span.line - 1][:span.col - 1].rstrip()
+    line = span.line - 1  # 0-based: the line before is lines[line - 1]
+    while not before and line > 0:  # inside brackets an expression may start a line
+        line -= 1
+        before = lines[line].split("#")[0].rstrip()
+    return before.endswith("(")
+
+
+def check_division(e: ast.BinOp, lines: list) -> None:
+    """`a / b c` is a / (b c) by precedence, but a whiteboard's `1/2 (y - t)^2` means (1/2) (y - t)^2:
+    a divisor that is a product by juxtaposition, without brackets of its own, is refused."""
+    divisor = e.right
+    while isinstance(divisor, ast.Neg):  # `1/-2 x` is as ambiguous
+        divisor = divisor.operand
+    if not (isinstance(divisor, ast.BinOp) and divisor.op == "juxt") or bracketed(divisor.span, lines):
+        return
+    innermost = divisor
+    while isinstance(innermost.left, ast.BinOp) and innermost.left.op == "juxt":
+        innermost = innermost.left
+    first, second = innermost.left.span, innermost.right.span
+    if e.span.line == e.span.end_line:
+        text = lines[e.span.line - 1]
+        cut = lambda a, b: text[a - 1:b - 1].strip()  # noqa: E731
+        between = text[first.end_col - 1:second.col - 1]
+        split = first.end_col + between.find("(") if "(" in between else second.col  # where the 2nd factor is written
+        left, top = cut(e.span.col, e.left.span.end_col), cut(divisor.span.col, split)
+        rest = cut(split, divisor.span.end_col)
+        readings = f"`({left} / {top}) {rest}` or `{left} / ({top} {rest})`"
+    else:
+        readings = "`(a / b) c` or `a / (b c)`"
+    raise SpecError(f"a division by a product written side by side can be read two ways: {readings}", e.span,
+                    hint="write the one you mean with its brackets")

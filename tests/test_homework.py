@@ -216,3 +216,47 @@ def test_the_docs_one_run_homework_prints_values_gradients_and_the_step(tmp_path
     for n, t in P.items():
         np.testing.assert_allclose(numbers(step, f"{n} after"), t.detach().numpy().ravel(), rtol=1e-13)
     np.testing.assert_allclose(numbers(blocks[-1], "L"), [loss()[2].item()], rtol=1e-13)
+
+
+# A minibatch classifier with momentum, and a trace of shown values, for the interpreted/compiled pair.
+MINIBATCH = """\
+input x[2]
+target y
+param W[3, 2] = [[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]]
+param v[3] = [0.5, -0.6, 0.3]
+param c = 0.1
+h = tanh(W x)
+p = sigmoid(v h + c)
+L = bce(p, y)
+show h
+data x = [[1, 2], [0.5, -1], [-1.5, 0.2], [2, 0.3], [0.1, 0.1]], y = [1, 0, 1, 0, 1]
+minimize L using {optimizer}, epochs=2, batch={batch}
+"""
+
+
+@pytest.mark.parametrize("spec", [
+    NET.format(optimizer="sgd(lr=0.5)", epochs=3, freeze=", freeze=[b1, b2]"),
+    NET.format(optimizer="adam(lr=0.05)", epochs=4, freeze=""),
+    MINIBATCH.format(optimizer="sgd(lr=0.3, momentum=0.9)", batch=3),   # a short last batch
+    MINIBATCH.format(optimizer="adam(lr=0.1)", batch="all"),
+], ids=["mazur-sgd", "mazur-adam", "minibatch-momentum", "fullbatch-adam"])
+def test_a_short_run_is_interpreted_and_equals_the_compiled_run(spec, monkeypatch):
+    from graphdsl.training import interpreted
+    from graphdsl.training.trainer import Trainer
+
+    compiled_model = graphdsl.compile(spec)
+    monkeypatch.setattr(interpreted, "MOST_WORK", 0)  # too much work to interpret: the jitted loop runs
+    compiled = compiled_model.train(trace=True)
+    monkeypatch.undo()
+
+    def no_compiling(self, tracing):
+        raise AssertionError("a short run compiled its loop")
+    monkeypatch.setattr(Trainer, "compiled", no_compiling)
+    model = graphdsl.compile(spec)
+    history = model.train(trace=True)
+    assert history.trace_columns == compiled.trace_columns
+    np.testing.assert_allclose(history.trace, compiled.trace, rtol=1e-12, atol=1e-15)
+    for key in compiled.history:
+        np.testing.assert_allclose(history[key], compiled[key], rtol=1e-12, err_msg=key)
+    for name, value in compiled_model.params.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-12, err_msg=name)

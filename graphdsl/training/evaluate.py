@@ -36,10 +36,16 @@ def evaluate_examples(model, train: Training, arrays: dict) -> dict:
         metric, p, target = train.metric
         ones = np.ones(len(found[loss]))
         want = np.asarray(arrays[model.spec.graph.name_of(target)], dtype=np.float64)
-        hits = (T.hits_argmax(found[p], want, ones) if metric.argmax else
-                T.hits_threshold(found[p], want, ones, metric.cut))
-        out["accuracy"] = hits / len(ones)
+        out["accuracy"] = hits(metric, found[p], want, ones) / len(ones)
     return out
+
+
+def hits(metric, scores, target, weights, compiled: bool = True) -> float:
+    """Examples (weight > 0) the metric reads as their target's class, as the training loop counts
+    them; `compiled=False` runs the counting in Python, for work too small to compile for."""
+    count = T.hits_argmax if metric.argmax else T.hits_threshold
+    count = count if compiled else count.py_func
+    return count(scores, target, weights) if metric.argmax else count(scores, target, weights, metric.cut)
 
 
 def predict(model, data, node: str | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ from graphdsl.backend.train_loop import slots
 from graphdsl.errors import SpecError
 from graphdsl.files import locked_for_writing
 from graphdsl.training import data as datasets
-from graphdsl.training import records
+from graphdsl.training import interpreted, records
 from graphdsl.training.config import Training
 from graphdsl.training.evaluate import evaluate_examples
 from graphdsl.training.examples import examples, orders
@@ -63,6 +63,7 @@ class Trainer:
                                        [spec.graph.names[t] for t in self.traced],
                                        [spec.graph.names[d] for d in self.deltas])
         self.dtype = np.dtype(train.options["dtype"])
+        self.interpreted = False  # run() decides, by the run's length
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
         self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
                           [loop_value(self.constant(c), self.dtype) for c in self.plan.consts])
@@ -96,7 +97,9 @@ class Trainer:
 
     def run_chunk(self, theta, state, t0: int, first: int, count: int, trace_rows: int):
         """Epochs first .. first+count-1; returns (steps done, trace rows, log rows, failed, the
-        epochs' example order)."""
+        epochs' example order). A run too short to repay compiling is interpreted."""
+        if self.interpreted:
+            return interpreted.run_chunk(self, theta, state, t0, first, count, trace_rows)
         opts = self.train.options
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
         hyper = np.array(self.plan.optimizer.hyper(self.train.settings))
@@ -147,11 +150,12 @@ class Trainer:
         short = epochs * self.steps_per_epoch <= SHORT_RUN and self.train.options["every"] == 1 and not resume
         trace = True if short and trace is None else trace
         out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
+        self.interpreted = short and interpreted.worth_interpreting(self, epochs * self.steps_per_epoch)
         count = 1
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
         try:  # closes the outputs, and so releases their locks, however the run ends
-            if done < epochs:
+            if done < epochs and not self.interpreted:
                 self.compiled(bool(trace))
             with interrupts_between_chunks() as interrupted:
                 while done < epochs and not interrupted():  # Ctrl-C stops here, the last chunk recorded

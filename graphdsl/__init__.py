@@ -9,7 +9,7 @@ from graphdsl.model import Model
 from graphdsl.version import __version__
 
 
-def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed: int = 0,
+def compile(text: str, *, filename: str = "<spec>", engine: str = "auto", seed: int = 0,
             settings: dict | None = None) -> Model:
     """Parse and check spec text and return a Model; a bad spec raises a located SpecError.
 
@@ -21,7 +21,7 @@ def compile(text: str, *, filename: str = "<spec>", engine: str = "numba", seed:
     return checked(text, filename, engine, seed, settings, caller=3)
 
 
-def load(path, *, engine: str = "numba", seed: int = 0, settings: dict | None = None) -> Model:
+def load(path, *, engine: str = "auto", seed: int = 0, settings: dict | None = None) -> Model:
     """Compile the spec in a file."""
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")  # -sig: drop the byte-order mark some editors write

@@ -14,7 +14,7 @@ from graphdsl.ir.ops.nn import not_class_indices
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.transforms.interpret import evaluate
 
-ENGINES = ("numba", "numpy")
+ENGINES = ("auto", "numba", "numpy")
 STARTING = threading.Lock()  # makes a train() call's look at _trained_by and its claim one step
 
 
@@ -43,10 +43,11 @@ class Model:
     """A checked spec, ready to run. Build one with `graphdsl.compile` or `graphdsl.load`.
 
     engine="numba" runs generated, cached Numba kernels; engine="numpy" runs the
-    reference interpreter (no compile step, slower per call).
+    reference interpreter (no compile step, slower per call); engine="auto" (the default)
+    interprets a program's first calls and compiles it when they repeat (pipeline.Program.interprets).
     """
 
-    def __init__(self, spec: Spec, engine: str = "numba"):
+    def __init__(self, spec: Spec, engine: str = "auto"):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         self.spec, self.engine = spec, engine
@@ -104,7 +105,7 @@ class Model:
         leaves = self.leaf_values(program.graph, inputs)
         leaves.update(extra or {})
         try:
-            if self.engine == "numpy":
+            if self.engine == "numpy" or (self.engine == "auto" and program.interprets()):
                 found = evaluate(program.graph, leaves, program.outputs)
                 results = [found[o] for o in program.outputs]
             else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from graphdsl.backend import cache, codegen, train_loop
@@ -76,6 +76,9 @@ def node_id(spec: Spec, name: str) -> int:
     return spec.graph.names[name]
 
 
+AUTO_INTERPRETED = 3  # calls of a program the "auto" engine interprets before it compiles
+
+
 @dataclass
 class Program:
     """A graph with its argument leaves and the outputs one call returns, labelled."""
@@ -84,6 +87,13 @@ class Program:
     leaves: list
     outputs: list
     labels: list
+    calls: int = field(default=0, compare=False)  # by models on the "auto" engine
+
+    def interprets(self) -> bool:
+        """For the "auto" engine: the first AUTO_INTERPRETED calls run in the interpreter, which
+        answers at once; a program called more often is work repeated, and compiles."""
+        self.calls += 1
+        return self.calls <= AUTO_INTERPRETED
 
     @property
     def source(self) -> str:

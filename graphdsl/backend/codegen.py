@@ -15,6 +15,7 @@ import math
 from typing import NamedTuple
 
 from graphdsl.backend import loops
+from graphdsl.backend.outline import outlined
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.ops import OPS
 
@@ -211,8 +212,9 @@ def flat_reads(graph: Graph, node, fused) -> list | None:
 
 
 def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
-    """(prologue, body) for every non-leaf node the outputs need, in order: the arrays made before
-    any step (Made), then the statements of a step. Leaves are `v<id>`.
+    """(prologue, body, functions) for every non-leaf node the outputs need, in order: the arrays
+    made before any step (Made), the statements of a step, and the functions they call for loop
+    nests that repeat (outline.py), by name. Leaves are `v<id>`.
 
     `homes` gives some array nodes a buffer made elsewhere (node id -> expression), such as a
     gradient written straight into the flat gradient vector.
@@ -225,25 +227,26 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
     reads = {n.id: flat_reads(graph, n, fused) for n in computed
              if OPS[n.op].elementwise and len(n.shape) > 1}
     flat = {nid for nid, buffers in reads.items() if buffers is not None}
-    prologue, lines = [], []
+    prologue, blocks = [], []
     for node in computed:
         made, code = node_code(graph, node, fused, flat)
         if node.id in homes:
             made = [Made(var(node.id), homes[node.id], len(node.shape))]
         prologue += made
-        if node.id in labels:
-            code = [f"# {labels[node.id]}"] + code
-        lines += code
+        blocks.append(code)
+    blocks, functions = outlined(blocks, JIT)
+    lines = [stmt for node, code in zip(computed, blocks)
+             for stmt in ([f"# {labels[node.id]}"] if node.id in labels else []) + code]
     viewed = sorted(flat.union(*(reads[nid] for nid in flat)))
     prologue += [Made(flat_var(nid), f"{var(nid)}.reshape({flat_shape(graph.nodes[nid].shape)})",
                       len(graph.nodes[nid].shape)) for nid in viewed]
-    return prologue, lines
+    return prologue, lines, functions
 
 
 def function(graph: Graph, name: str, leaves, outputs) -> str:
     """Source of one njit function taking `leaves` (node ids) and returning `outputs`."""
-    prologue, lines = body(graph, outputs)
-    return "\n".join([JIT,
+    prologue, lines, functions = body(graph, outputs)
+    return "\n\n\n".join([*functions.values(), ""]) + "\n".join([JIT,
                       f"def {name}({', '.join(var(leaf) for leaf in leaves)}):",
                       *(f"    {made.stmt}" for made in prologue),
                       *(f"    {stmt}" for stmt in lines),

@@ -48,7 +48,7 @@ def train_loop(plan, fuse: bool = False) -> str:
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
              if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
     operands = [a for gid in fused.values() for a in g.nodes[gid].args]
-    prologue, step = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
+    prologue, step, functions = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
     data = [f"d{i}" for i in range(len(plan.data))]
     top, per_step = loop_inputs(plan, shape, param_slots, data)
     after = [flat_store("grad", span, var(gid), shape(p))
@@ -66,7 +66,8 @@ def train_loop(plan, fuse: bool = False) -> str:
     outside = [m for m in top + prologue if m.axes < 2]
     inside = [m for m in top + prologue if m.axes >= 2]
     work = ", ".join(m.name for m in outside)  # at least grad and ids: a tuple
-    lines = ["def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
+    lines = [*(f"{function}\n\n" for function in functions.values()),
+             "def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
     lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, t0, epoch0, size, "
                    f"mean, {consts}trace, every, log, work):"]
     lines += [f"    {work} = work", *(f"    {m.stmt}" for m in inside), "    t = t0", "    row = 0"]

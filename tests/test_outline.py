@@ -1,0 +1,56 @@
+"""Repeated loop nests made one function each (backend/outline.py): a deep network of one width
+compiles each distinct nest once, and trains exactly as before."""
+import numpy as np
+import pytest
+
+import graphdsl
+from graphdsl.backend import codegen, outline, train_loop
+from graphdsl.training import interpreted
+from graphdsl.training.trainer import Trainer
+
+MLP = """\
+setting hidden = [8, 8, 8]
+input x[5]
+target k
+a = x
+for n in hidden
+    param W[n, size(a)] = xavier(seed=1)
+    param b[n] = uniform(low=-0.1, high=0.1, seed=2)
+    a = sigmoid(W a + b)
+end
+param V[3, size(a)] = xavier(seed=3)
+z = V a
+L = softmax_ce(z, k)
+data x = [[0.1, 0.2, -0.3, 0.5, 1], [1, -1, 0.5, 0.2, 0], [0.3, 0.3, 0.3, -0.6, 2], [-1, 0, 1, 2, -2]], k = [0, 2, 1, 2]
+minimize L using sgd(lr=0.5, momentum=0.5), batch=2, epochs=2
+"""
+
+
+def loop_source(depth: int) -> str:
+    model = graphdsl.compile(MLP, settings={"hidden": [8] * depth})
+    trainer = Trainer(model, model.spec.training)
+    return codegen.module([train_loop.train_loop(trainer.plan)], "float64")
+
+
+def test_each_distinct_nest_is_one_function_however_deep():
+    shallow, deep = loop_source(6), loop_source(10)
+    names = lambda src: {line.split("(")[0][4:] for line in src.splitlines() if line.startswith("def n_")}  # noqa: E731
+    assert names(shallow) and names(shallow) == names(deep)
+    train = deep[deep.index("def train("):]
+    assert all(train.count(f"{name}(") >= outline.LAYERS for name in names(deep))
+
+
+def test_a_network_of_two_layers_keeps_every_nest_inline():
+    assert "def n_" not in loop_source(2)
+
+
+@pytest.mark.parametrize("depth", [3, 5])
+def test_an_outlined_loop_trains_as_the_interpreter_does(depth, monkeypatch):
+    reference = graphdsl.compile(MLP, settings={"hidden": [8] * depth})
+    history = reference.train(trace=True)                    # 4 steps: interpreted
+    monkeypatch.setattr(interpreted, "MOST_WORK", 0)
+    model = graphdsl.compile(MLP, settings={"hidden": [8] * depth})
+    compiled = model.train(trace=True)                        # the jitted loop, nests outlined
+    np.testing.assert_allclose(compiled.trace, history.trace, rtol=1e-11, atol=1e-14)
+    for name, value in reference.params.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-11, err_msg=name)

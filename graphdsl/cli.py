@@ -1,4 +1,4 @@
-"""The `graphdsl` command: run (and train), check, summary, explain, show-ir, show-code, sweep and lsp.
+"""The `graphdsl` command: run (and train), check, summary, draw, explain, show-ir, show-code, sweep and lsp.
 
 Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl, 130 Ctrl-C.
 """
@@ -12,10 +12,15 @@ import click
 import numpy as np
 
 from graphdsl.errors import DataError, SpecError
+from graphdsl.tools.formats import FORMATS
 
 spec_path = click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), default="numpy", show_default=True,
                           help="numpy interprets at once; numba compiles kernels (cached) first")
+format_opt = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                          help="text to read; markdown or latex for a solution sheet; json for scripts (docs/output.md)")
+sets_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                        help="change a setting, an option of `minimize` or an optimizer setting (repeatable)")
 
 
 def read_spec(path: str) -> str:
@@ -75,25 +80,27 @@ def main():
     """graphdsl: differentiable computation graphs written like maths, compiled to Numba."""
 
 
-def requested(model, requests, precision: int) -> str:
+def requested(model, requests, precision: int, fmt: str = "text") -> str:
     """The tables `requests` ask for (show, grad, jacobian), at the model's params as they are now."""
+    from graphdsl.tools.formats import between
     from graphdsl.tools.report import table
 
     values = model.forward()
     blocks = []
     for r in requests:
         if r.kind == "show":
-            blocks.append(table("values", [(n, values[n]) for n in r.names], precision))
+            blocks.append(table("values", [(n, values[n]) for n in r.names], precision, fmt))
         elif r.kind == "grad":
             grads = model.grad(r.loss)
-            blocks.append(table(f"gradients of {r.loss}", [(f"d{r.loss}/d{n}", grads[n]) for n in r.names], precision))
+            blocks.append(table(f"gradients of {r.loss}", [(f"d{r.loss}/d{n}", grads[n]) for n in r.names], precision,
+                                fmt))
         else:
             of, wrt = r.names
             point = values[wrt] if r.at is None else r.at
             jac = model.jacobian(of, wrt, **({} if r.at is None else {wrt: r.at}))
             blocks.append(table(f"jacobian of {of} with respect to {wrt}",
-                                [(wrt, point), (f"d{of}/d{wrt}", jac)], precision))
-    return "\n\n".join(blocks)
+                                [(wrt, point), (f"d{of}/d{wrt}", jac)], precision, fmt))
+    return between(fmt).join(blocks)
 
 
 def in_order(model) -> tuple:
@@ -108,28 +115,29 @@ def in_order(model) -> tuple:
 PRINTED_PARAMS = 100  # more trained numbers than this are not printed
 
 
-def trained(model, history, precision: int) -> str:
+def trained(model, history, precision: int, fmt: str = "text") -> str:
     """What training did: the last epoch's metrics, then each step of a short run (every param
     before it, its gradient and after it), or else the params it ended with."""
+    from graphdsl.tools.formats import between, note
     from graphdsl.tools.report import table
 
     epochs = history.epoch
     last = [(k, v[-1]) for k, v in history.history.items()] if epochs else []
-    blocks = [table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision)]
+    blocks = [table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision, fmt)]
     count = sum(v.size for v in model.params.values())
     if count > PRINTED_PARAMS:
-        return blocks[0] + f"\n\n{count} trained params (--save FILE.npz keeps them)"
+        return blocks[0] + between(fmt) + note(f"{count} trained params (--save FILE.npz keeps them)", fmt)
     train = model.spec.training
     step = f"{train.optimizer}({', '.join(f'{k}={v:g}' for k, v in train.settings.items())})"
     for number, params in history.updates or []:
         rows = [row for n, (old, grad, new) in params.items()
                 for row in ((n, old), (f"d{train.loss}/d{n}", grad), (f"{n} after", new))]
         blocks.append(table(f"step {number} of {step}: each param, its gradient, and the param after", rows,
-                            precision))
+                            precision, fmt))
     if not history.updates:
-        blocks.append(table("trained params", list(model.params.items()), precision))
+        blocks.append(table("trained params", list(model.params.items()), precision, fmt))
     frozen = ", ".join(f"`{n}`" for n in train.frozen)
-    return "\n\n".join(blocks + ([f"frozen, so left as they were: {frozen}"] if frozen else []))
+    return between(fmt).join(blocks + ([note(f"frozen, so left as they were: {frozen}", fmt)] if frozen else []))
 
 
 def predictions(model, data) -> str:
@@ -166,8 +174,8 @@ def settings_from(pairs) -> dict:
 @spec_path
 @engine_opt
 @click.option("--precision", default=6, show_default=True, help="significant digits printed")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-              help="change a setting, an option of `minimize` or an optimizer setting (repeatable)")
+@format_opt
+@sets_opt
 @click.option("--data", "data", metavar="SOURCE", help="train on this file (or files, comma-separated), or on `iris` or `digits`")
 @click.option("--trace", type=click.Path(dir_okay=False), help="write every step's loss, params and gradients to CSV")
 @click.option("--log", type=click.Path(dir_okay=False), help="write one row of metrics an epoch to CSV")
@@ -180,7 +188,7 @@ def settings_from(pairs) -> dict:
               help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
-def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
+def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
         detect_anomaly):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for: what it asks
     before `minimize` at the given params, what it asks after at the trained ones."""
@@ -196,7 +204,7 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
     before, after = in_order(model)
     printed = []  # the blocks printed so far: each is printed as soon as it is known
     if not predict_from:
-        answer(model, before, precision, detect_anomaly, printed, model.spec.training is not None)
+        answer(model, before, precision, detect_anomaly, printed, model.spec.training is not None, fmt)
     if model.spec.training is not None:
         history = train_for_run(model, data, trace, log, checkpoint, resume)
         if plot:
@@ -204,22 +212,27 @@ def run(spec, engine, precision, sets, data, trace, log, plot, load_from, save, 
         if save:
             records.save_weights(save, model.params)
         if not predict_from:
-            say(trained(model, history, precision), printed)
+            say(trained(model, history, precision, fmt), printed, fmt)
     if predict_from:
         click.echo(predictions(model, command_line_data(predict_from)), nl=False)
         return
-    answer(model, after if model.spec.requests or printed else None, precision, detect_anomaly, printed, bool(printed))
+    answer(model, after if model.spec.requests or printed else None, precision, detect_anomaly, printed, bool(printed),
+           fmt)
 
 
-def say(block: str, printed: list) -> None:
-    click.echo(("\n" if printed else "") + block)
+def say(block: str, printed: list, fmt: str = "text") -> None:
+    from graphdsl.tools.formats import between
+
+    click.echo((between(fmt)[1:] if printed else "") + block)  # echo ends the line: what is left is the gap
     printed.append(block)
 
 
-def answer(model, requests, precision: int, detect_anomaly: bool, printed: list, optional: bool) -> None:
+def answer(model, requests, precision: int, detect_anomaly: bool, printed: list, optional: bool,
+           fmt: str = "text") -> None:
     """Print what `requests` ask for (None: every value), once --detect-anomaly finds nothing wrong.
     `optional`: values that live in the training data are noted as not printed instead of refused."""
     from graphdsl.tools.anomaly import detect_anomaly as anomaly
+    from graphdsl.tools.formats import note
     from graphdsl.tools.report import table
 
     if requests == []:
@@ -229,12 +242,12 @@ def answer(model, requests, precision: int, detect_anomaly: bool, printed: list,
         if found:
             click.echo(found, err=True)
             sys.exit(1)
-        say(requested(model, requests, precision) if requests is not None
-            else table("values", list(model.forward().items()), precision), printed)
+        say(requested(model, requests, precision, fmt) if requests is not None
+            else table("values", list(model.forward().items()), precision, fmt), printed, fmt)
     except DataError as err:
         if not optional:
             raise
-        say(f"(what the spec shows is not printed: {err})", printed)
+        say(note(f"(what the spec shows is not printed: {err})", fmt), printed, fmt)
 
 
 def train_for_run(model, data, trace, log, checkpoint, resume):
@@ -284,9 +297,45 @@ def check(spec, engine, rtol, atol, eps):
 
 @main.command()
 @spec_path
-def summary(spec):
-    """Print each named node's op, output shape and parameter count, with totals."""
-    click.echo(open_spec(spec).summary())
+@format_opt
+@sets_opt
+def summary(spec, fmt, sets):
+    """Print each named node's op, output shape, parameter count and multiplications, then the
+    total, trainable and non-trainable params (frozen ones are not trainable)."""
+    click.echo(open_spec(spec, settings=settings_from(sets)).summary().render(fmt))
+
+
+@main.command()
+@spec_path
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the picture to FILE  [default: stdout]")
+@click.option("--format", "fmt", type=click.Choice(["dot", "svg", "png"]),
+              help="what to write  [default: from the extension of -o, else dot]")
+@sets_opt
+def draw(spec, output, fmt, sets):
+    """Draw SPEC's graph: a box per named node with its shape, value and gradient, params and inputs
+    styled apart, each edge labelled with the ops that read the value. SVG and PNG are laid out by
+    Graphviz's `dot` program; DOT text needs no program."""
+    from graphdsl.files import replace_atomically
+    from graphdsl.tools.draw import DrawError, picture
+
+    fmt = fmt or {".svg": "svg", ".png": "png"}.get(os.path.splitext(output or "")[1].lower(), "dot")
+    if fmt == "png" and output is None and sys.stdout.isatty():
+        raise click.UsageError("a PNG is binary: write it to a file with -o FILE.png")
+    if output is not None and os.path.exists(output) and os.path.samefile(output, spec):
+        raise click.UsageError(f"-o {output} is the spec itself: name another file")
+    try:
+        data = picture(open_spec(spec, settings=settings_from(sets)), fmt)
+    except DrawError as err:
+        click.echo(f"graphdsl draw: {err}", err=True)
+        sys.exit(2)
+    if output is None:
+        sys.stdout.buffer.write(data)  # bytes as they are: a PNG piped on, SVG and DOT as UTF-8
+        sys.stdout.flush()
+        return
+    try:
+        replace_atomically(output, lambda f: f.write(data))
+    except OSError as err:
+        raise DataError(f"cannot write {output}: {err.strerror or err}") from None
 
 
 @main.command("show-ir")
@@ -327,14 +376,17 @@ def lsp():
 @click.argument("node")
 @click.option("--loss", help="the scalar to differentiate  [default: the loss of the spec's first `grad`]")
 @click.option("--precision", default=6, show_default=True, help="significant digits printed")
-def explain(spec, node, loss, precision):
+@format_opt
+def explain(spec, node, loss, precision, fmt):
     """Print dLOSS/dNODE by the chain rule: every path of named nodes from NODE to the loss, each
-    local derivative on it, their products and sum, and the gradient autodiff computes."""
-    from graphdsl.tools.explain import chain_rule, render
+    local derivative on it as a formula and a number, their products and sum, and the gradient
+    autodiff computes. NODE is a scalar or an entry (`'W[0, 1]'`); a vector or matrix (or a row,
+    `'W[0]'`) gives a table, entry by entry."""
+    from graphdsl.tools.explain import chain_rules, render
 
-    result = chain_rule(open_spec(spec), node, loss)
-    click.echo(render(result, precision))
-    if not result.agrees:
+    results = chain_rules(open_spec(spec), node, loss)
+    click.echo(render(results, fmt, precision))
+    if not all(r.agrees for r in results):
         click.echo(f"{spec}: the sum over paths disagrees with autodiff; this is a bug in graphdsl", err=True)
         sys.exit(1)
 

@@ -112,8 +112,9 @@ class Model:
                 results = program.kernel(*(leaves[l] for l in program.leaves))
         except ClassIndexError as err:  # a class index the spec computes from its data
             raise DataError(str(err)) from None
-        return {label: (np.float64(r) if np.ndim(r) == 0 else np.array(r))
-                for label, r in zip(program.labels, results)}
+        from graphdsl.tools.report import Values  # a dict that a notebook shows as a table
+        return Values((label, (np.float64(r) if np.ndim(r) == 0 else np.array(r)))
+                      for label, r in zip(program.labels, results))
 
     # -- the public calls ---------------------------------------------------
 
@@ -177,6 +178,10 @@ class Model:
 
         return predict(self, data, node)
 
-    def summary(self) -> str:
+    def summary(self):  # a Summary: print() it, or a notebook shows it as a table
         from graphdsl.tools.report import summary
         return summary(self.spec)
+
+    def _repr_svg_(self) -> str | None:  # a notebook shows the graph as `graphdsl draw` draws it
+        from graphdsl.tools.draw import notebook_svg
+        return notebook_svg(self)

@@ -5,6 +5,7 @@ evaluated here, never from the documents' printed numbers, which contain slips (
 comments list them). docs/examples.md maps every example to its spec.
 """
 import itertools
+import json
 import math
 import re
 from pathlib import Path
@@ -71,18 +72,12 @@ def printed(rows, label, title=None):
 
 
 def summary_cli(name):
-    """`graphdsl summary SPEC`: {node: (params, multiplications)}, blanks read as 0, and the two totals."""
-    result = CliRunner().invoke(main, ["summary", str(SPECS / name)])
+    """`graphdsl summary SPEC --format json`: {node: (params, multiplications)}, and the two totals."""
+    result = CliRunner().invoke(main, ["summary", str(SPECS / name), "--format", "json"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    params_end = lines[0].index("params") + len("params")   # params is right-aligned under its header
-    rows = {}
-    for line in lines[2:lines.index(lines[1], 2)]:
-        last = line[:params_end].split()[-1]
-        rows[line.split()[0]] = (int(last) if last.isdigit() else 0, int(line[params_end:].strip() or 0))
-    params = int(re.search(r"^total parameters: (\d+) in", result.output, re.M).group(1))
-    mults = int(re.search(r"^total multiplications: (\d+)", result.output, re.M).group(1))
-    return rows, params, mults
+    found = json.loads(result.output)
+    rows = {row["name"]: (row["params"], row["multiplications"]) for row in found["rows"]}
+    return rows, found["total_params"], found["multiplications"]
 
 
 def torch_counts(module, *input_shape):

@@ -9,11 +9,11 @@ import re
 from dataclasses import dataclass
 
 from graphdsl.editor.analysis import Analysis, Definition, defined_by
-from graphdsl.editor.formula import derivative
 from graphdsl.editor.vocabulary import KEYWORDS, terminal
 from graphdsl.frontend import ast
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE
 from graphdsl.frontend.names import BUILTINS
+from graphdsl.ir.formula import derivative
 from graphdsl.ir.graph import LEAF_KINDS
 from graphdsl.ir.ops import OPS
 from graphdsl.ir.shapes import fmt_shape

@@ -27,6 +27,7 @@ META_PREFIX = "meta:"
 
 # The metric groups plot_history draws, one axes each.
 PANELS = (("loss", "val_loss"), ("accuracy", "val_accuracy"))
+SHOWN_EPOCHS = 10  # a notebook shows this many epochs at each end of a longer History
 
 
 def flat_names(name: str, shape: tuple) -> list[str]:
@@ -209,6 +210,22 @@ class History:
 
     def __getitem__(self, key):
         return self.history[key]
+
+    def __repr__(self) -> str:
+        epochs = self.epoch
+        last = ", ".join(f"{key} {values[-1]:.6g}" for key, values in self.history.items()) if epochs else ""
+        return f"<History: {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}{'; last: ' + last if last else ''}>"
+
+    def _repr_html_(self) -> str:
+        """One row an epoch, one column a metric: how a notebook shows a History (the first and
+        last SHOWN_EPOCHS of a long run)."""
+        from graphdsl.tools.formats import html_table
+
+        rows = [[epoch, *(f"{self.history[key][i]:.6g}" for key in self.history)]
+                for i, epoch in enumerate(self.epoch)]
+        if len(rows) > 2 * SHOWN_EPOCHS:
+            rows = rows[:SHOWN_EPOCHS] + [["..."] * len(rows[0])] + rows[-SHOWN_EPOCHS:]
+        return html_table(["epoch", *self.history], rows)
 
     def append(self, epoch: int, values: dict[str, float]) -> None:
         self.extend([epoch], {key: [value] for key, value in values.items()})

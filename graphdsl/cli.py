@@ -130,6 +130,8 @@ def trained(model, history, precision: int, fmt: str = "text") -> str:
     train = model.spec.training
     step = f"{train.optimizer}({', '.join(f'{k}={v:g}' for k, v in train.settings.items())})"
     for number, params in history.updates or []:
+        if not params:  # every param frozen: the steps changed nothing
+            break
         rows = [row for n, (old, grad, new) in params.items()
                 for row in ((n, old), (f"d{train.loss}/d{n}", grad), (f"{n} after", new))]
         blocks.append(table(f"step {number} of {step}: each param, its gradient, and the param after", rows,

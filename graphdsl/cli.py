@@ -128,7 +128,7 @@ def trained(model, history, precision: int, fmt: str = "text") -> str:
     if count > PRINTED_PARAMS:
         return blocks[0] + between(fmt) + note(f"{count} trained params (--save FILE.npz keeps them)", fmt)
     train = model.spec.training
-    step = f"{train.optimizer}({', '.join(f'{k}={v:g}' for k, v in train.settings.items())})"
+    step = train.described()
     for number, params in history.updates or []:
         if not params:  # every param frozen: the steps changed nothing
             break

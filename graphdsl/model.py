@@ -148,9 +148,11 @@ class Model:
         """Train the params as the spec's `minimize` statement says; returns a History.
 
         data: a path (relative to the current directory), a built-in data set ("iris", "digits") or a
-        dict of arrays (one row an example); by default the spec's `data`. changes: options and optimizer settings by name (epochs=5, lr=0.1,
-        optimizer="adam"). trace: a CSV path, or True to keep it as `history.trace`. log: an epoch log
-        CSV path. checkpoint: an .npz path saved after every chunk of epochs; resume: one to start from.
+        dict of arrays (one row an example); by default the spec's `data`. changes: options, optimizer and
+        schedule settings by name (epochs=5, lr=0.1, optimizer="adam", schedule="cosine", warmup=5, clip=1.0,
+        patience=5, validation="val.csv" or a dict of arrays; docs/training.md). trace: a CSV path, or
+        True to keep it as `history.trace`. log: an epoch log CSV path. checkpoint: an .npz path saved
+        after every chunk of epochs; resume: one to start from.
         The loop runs compiled, whatever the model's engine.
         """
         from graphdsl.training.trainer import Trainer

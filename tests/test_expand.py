@@ -161,7 +161,7 @@ def test_overrides_reach_optimizer_settings_and_options_that_are_not_settings():
         minimize L using sgd(lr=lr)
     """
     train = build(text, settings={"lr": 0.25, "momentum": 0.9, "batch": 2, "epochs": 3}).spec.training
-    assert train.settings == {"lr": 0.25, "momentum": 0.9, "weight_decay": 0.0}
+    assert train.settings == {"lr": 0.25, "momentum": 0.9, "weight_decay": 0.0, "nesterov": 0.0}
     assert train.options["batch"] == 2 and train.options["epochs"] == 3
     train = build(text, settings={"optimizer": "adam", "beta2": 0.99}).spec.training
     assert train.optimizer == "adam"

@@ -239,7 +239,15 @@ minimize L using {optimizer}, epochs=2, batch={batch}
     NET.format(optimizer="adam(lr=0.05)", epochs=4, freeze=""),
     MINIBATCH.format(optimizer="sgd(lr=0.3, momentum=0.9)", batch=3),   # a short last batch
     MINIBATCH.format(optimizer="adam(lr=0.1)", batch="all"),
-], ids=["mazur-sgd", "mazur-adam", "minibatch-momentum", "fullbatch-adam"])
+    # the optimizers, schedules and clipping of tests/test_optimizers.py, at their short-run size
+    MINIBATCH.format(optimizer="sgd(lr=0.3, momentum=0.9, nesterov=1), clip=0.3", batch=3),
+    MINIBATCH.format(optimizer="rmsprop(lr=0.05, momentum=0.5, centered=1, weight_decay=0.01), "
+                               "schedule=step(size=1, gamma=0.5, per=step)", batch=3),
+    MINIBATCH.format(optimizer="adamw(lr=0.1), schedule=cosine(warmup=1, per=step), clip=0.2", batch=3),
+    MINIBATCH.format(optimizer="adagrad(lr=0.2, lr_decay=0.1, initial_accumulator_value=0.1), "
+                               "schedule=linear(warmup=1, end=0.5)", batch=3),
+], ids=["mazur-sgd", "mazur-adam", "minibatch-momentum", "fullbatch-adam", "nesterov-clip", "rmsprop-step",
+        "adamw-warmup-cosine-clip", "adagrad-warmup-linear"])
 def test_a_short_run_is_interpreted_and_equals_the_compiled_run(spec, monkeypatch):
     from graphdsl.training import interpreted
     from graphdsl.training.trainer import Trainer

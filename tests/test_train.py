@@ -752,7 +752,7 @@ def test_cli_non_finite_loss_exits_1(project):
     (["--set", "epochs=-1"], ["`epochs` must be a whole number of at least 0, not -1"]),
     (["--set", "batch=0"], ["`batch` must be a whole number of at least 1, not 0"]),
     (["--set", "reduce=median"], ["`reduce` must be mean or sum, not `median`"]),
-    (["--set", "optimizer=rmsprop"], ["unknown optimizer `rmsprop`"]),
+    (["--set", "optimizer=lbfgs"], ["unknown optimizer `lbfgs`"]),
     (["--set", "novalue"], ["novalue", "is not NAME=VALUE"]),
     (["--set", "epochs=inf"], ["`epochs` takes finite numbers, not inf"]),
     (["--set", "epochs=1,2"], ["`epochs` is a number, but 2 values were given for it"]),

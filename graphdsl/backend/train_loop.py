@@ -68,8 +68,8 @@ def train_loop(plan, fuse: bool = False) -> str:
     work = ", ".join(m.name for m in outside)  # at least grad and ids: a tuple
     lines = [*(f"{function}\n\n" for function in functions.values()),
              "def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
-    lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, t0, epoch0, size, "
-                   f"mean, {consts}trace, every, log, work):"]
+    lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, schedule, clip, t0, "
+                   f"epoch0, size, mean, {consts}trace, every, log, work):"]
     lines += [f"    {work} = work", *(f"    {m.stmt}" for m in inside), "    t = t0", "    row = 0"]
     # one row of `order` serves every epoch when nothing is shuffled
     lines += ["    for e in range(log.shape[0]):", "        ids_e = order[e % order.shape[0]]",
@@ -80,10 +80,11 @@ def train_loop(plan, fuse: bool = False) -> str:
 
 
 def updates(plan, fused: dict, param_slots: list) -> tuple:
-    """(what a step must pass before anything is updated, the statements updating theta): fused
-    weights by their gradient's product, the other params by the optimizer, on runs of `theta`
-    (split only around fused weights, so only for a plain update, whose optimizer, SGD, keeps one
-    state entry a param: `state` splits alike)."""
+    """(what a step must pass before anything is updated, the statements updating theta): the
+    step's lr from the schedule, the gradients clipped to a total norm of `clip` (never when
+    fused: clipping needs them all), then fused weights updated by their gradient's product, the
+    other params by the optimizer, on runs of `theta` (split only around fused weights, so only
+    for a plain update, whose optimizer, SGD, keeps one state entry a param: `state` splits alike)."""
     g = plan.graph
     rest = runs([span for p, span in zip(plan.params, param_slots) if p not in fused])
     whole = rest == [(0, entries(g, plan.params))]
@@ -99,12 +100,15 @@ def updates(plan, fused: dict, param_slots: list) -> tuple:
     checks = ["np.isfinite(loss)", *(f"T.finite({part('grad', span)})" for span in rest)]
     checks += [f"T.product_fits({norm(a)}, {norm(b)}, {var(memory_of(g, a))})"
                for a, b in (g.nodes[gid].args for gid in fused.values())]
-    update = [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
-              for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
+    update = ["hyper[0] = T.learning_rate(schedule, t, epoch0 + e)"]
+    if not fused:
+        update += ["if clip > 0.0:", "    T.scale(grad, T.clip_factor(T.norm(grad), clip))"]
+    update += [f"K.dot_add({var(a)}, {var(b)}, {var(p)}, -hyper[0])"
+               for p, (a, b) in ((p, g.nodes[gid].args) for p, gid in fused.items())]
     optimizer = plan.optimizer
     step_t = ", t" if optimizer.counts_steps else ""
-    update += [f"T.{optimizer.name}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, hyper{step_t})"
-               for span in rest]
+    update += [f"T.{optimizer.function}({part('theta', span)}, {part('grad', span)}, {part('state', span)}, "
+               f"hyper{step_t})" for span in rest]
     return checks, update
 
 

@@ -149,12 +149,20 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Quoted:
+    """A quoted path given to an option: `validation="val.csv"`."""
+
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class Minimize:
     """`minimize L using sgd(lr=0.1), epochs=10`."""
 
     loss: Ident
     optimizer: Call
-    options: tuple  # of (Ident, expr)
+    options: tuple  # of (Ident, expr or Quoted)
     span: Span
 
 

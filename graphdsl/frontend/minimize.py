@@ -12,11 +12,15 @@ from graphdsl.frontend import ast
 from graphdsl.errors import DataError, SpecError
 from graphdsl.frontend.names import known
 from graphdsl.training.config import OPTIONS, WORDS, DataSource, Training, check_option
-from graphdsl.training.metrics import CLASSIFIERS
+from graphdsl.training.metrics import CLASSIFIERS, REGRESSORS
 from graphdsl.training.optimizers import OPTIMIZERS
+from graphdsl.training.schedules import SCHEDULES
 from graphdsl.ir.shapes import fmt_shape
 
 FREEZE = "freeze"  # the option naming params that training leaves as they are
+SCHEDULE = "schedule"  # the option naming the learning-rate schedule: `schedule=cosine(warmup=5)`
+PATHS = ("validation",)  # the options that may name a file
+NAMED = ("monitor", "per")  # the settings any name given to is a word, right or wrong, never a value
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,16 @@ def data_key(key: ast.Ident, val) -> tuple:
 
 
 def option_key(key: ast.Ident, val) -> tuple | None:
-    """(what, expression) of a `minimize` option or optimizer setting; None for a word (`batch=all`)."""
-    if isinstance(val, ast.Name) and val.id in WORDS.get(key.text, ()):
+    """(what, expression) of a `minimize` option, optimizer or schedule setting; None for a word
+    (`batch=all`, `per=step`) or a path."""
+    if isinstance(val, ast.Name) and (val.id in WORDS.get(key.text, ()) or key.text in NAMED):
         return None
-    return f"`{key.text}`", val
+    return None if isinstance(val, ast.Quoted) else (f"`{key.text}`", val)
+
+
+def written_settings(val) -> tuple:
+    """The (name, value) pairs a call writes (`schedule=cosine(length=50)`); none for a bare name."""
+    return val.kwargs if isinstance(val, ast.Call) else ()
 
 
 def constants(statements: list) -> list:
@@ -57,14 +67,22 @@ def constants(statements: list) -> list:
         if isinstance(stmt, ast.Data):
             found += [data_key(key, val) for key, val in stmt.arrays]
         elif isinstance(stmt, ast.Minimize):
-            keys = (option_key(key, val) for key, val in (*stmt.optimizer.kwargs, *stmt.options)
-                    if key.text != FREEZE)
+            pairs = [*stmt.optimizer.kwargs, *(pair for key, val in stmt.options if key.text == SCHEDULE
+                                               for pair in written_settings(val))]
+            pairs += [(key, val) for key, val in stmt.options if key.text not in (FREEZE, SCHEDULE)]
+            keys = (option_key(key, val) for key, val in pairs)
             found += [k for k in keys if k is not None]
     return found
 
 
 def option_value(low: Lowered, key: ast.Ident, val):
-    """A `minimize` option or optimizer setting written in the spec: a word or a constant number."""
+    """A `minimize` option, optimizer or schedule setting written in the spec: a word, a path (a
+    DataSource) or a constant number."""
+    if isinstance(val, ast.Quoted):
+        if key.text not in PATHS:
+            raise SpecError(f"`{key.text}` takes a number, not a quoted path", val.span,
+                            hint=f"of the options, {' and '.join(f'`{k}`' for k in PATHS)} may name a file")
+        return DataSource(files=(val.text,))
     constant = option_key(key, val)
     if constant is None:
         return val.id
@@ -80,31 +98,72 @@ def read_minimize(low: Lowered, stmt: ast.Minimize, data: DataSource | None, see
     if shape != ():
         raise SpecError(f"the loss `{loss}` must be a scalar (one example's loss), but it is {fmt_shape(shape)}",
                         stmt.loss.span, hint=f"reduce it, e.g. `sum({loss})` or `mean({loss})`")
-    call = stmt.optimizer
-    name = call.func.text
-    if name not in OPTIMIZERS:
-        raise SpecError(f"unknown optimizer `{name}`", call.func.span, hint=f"the optimizers are {', '.join(OPTIMIZERS)}")
-    if call.args:
-        raise SpecError(f"name each setting of `{name}`, as in `{name}(lr=0.1)`", call.args[0].span)
-    settings = dict(OPTIMIZERS[name].settings)
-    for key, val in ast.given_once(call.kwargs):
-        if key.text not in settings:
-            raise SpecError(f"`{name}` has no setting `{key.text}`", key.span,
-                            hint=f"it takes {', '.join(OPTIMIZERS[name].settings)}")
-        settings[key.text] = option_value(low, key, val)
-    options, frozen = {**OPTIONS, "seed": seed}, ()
+    name, settings = read_optimizer(low, stmt.optimizer)
+    options, frozen, schedule = {**OPTIONS, "seed": seed}, (), ("constant", SCHEDULES["constant"].defaults())
     for key, val in ast.given_once(stmt.options):
         if key.text == FREEZE:
             frozen = frozen_params(low, val)
             continue
+        if key.text == SCHEDULE:
+            schedule = read_schedule(low, val)
+            continue
         if key.text not in OPTIONS:
             raise SpecError(f"`minimize` has no option `{key.text}`", key.span,
-                            hint=f"it takes {', '.join((*OPTIONS, FREEZE))}")
+                            hint=f"it takes {', '.join((*OPTIONS, FREEZE, SCHEDULE))}")
         try:
             options[key.text] = check_option(key.text, option_value(low, key, val))
         except DataError as err:
             raise SpecError(str(err), val.span) from None
-    return Training(loss, name, settings, options, data, metric_of(low, loss), frozen, stmt.span)
+    return Training(loss, name, settings, options, data, metric_of(low, loss), frozen, stmt.span, *schedule,
+                    regression_of(low, loss))
+
+
+def read_optimizer(low: Lowered, call: ast.Call) -> tuple:
+    """(name, settings, defaults filled in) of the optimizer `minimize` uses."""
+    name = call.func.text
+    if name not in OPTIMIZERS:
+        raise SpecError(f"unknown optimizer `{name}`", call.func.span, hint=f"the optimizers are {', '.join(OPTIMIZERS)}")
+    settings = read_settings(low, call, name, OPTIMIZERS[name].settings)
+    refuse_problem(OPTIMIZERS[name].problem(settings), call)
+    return name, settings
+
+
+def read_schedule(low: Lowered, val) -> tuple:
+    """(name, settings, defaults filled in) of `schedule=cosine` or `schedule=cosine(length=50)`."""
+    func = val.func if isinstance(val, ast.Call) else val
+    name = func.text if isinstance(func, ast.Ident) else getattr(func, "id", None)
+    if name not in SCHEDULES:
+        raise SpecError(f"unknown schedule `{name}`" if name else "`schedule` names a schedule, as in "
+                        "`schedule=cosine` or `schedule=step(size=10, gamma=0.5)`", func.span,
+                        hint=f"the schedules are {', '.join(SCHEDULES)}")
+    settings = SCHEDULES[name].defaults()
+    if isinstance(val, ast.Call):
+        settings = read_settings(low, val, name, settings)
+    refuse_problem(SCHEDULES[name].problem(settings), val)
+    return name, settings
+
+
+def read_settings(low: Lowered, call: ast.Call, name: str, defaults: dict) -> dict:
+    """The settings a call gives an optimizer or a schedule, by name, over its defaults."""
+    if call.args:
+        raise SpecError(f"name each setting of `{name}`, as in `{name}({next(iter(defaults))}=...)`",
+                        call.args[0].span)
+    settings = dict(defaults)
+    for key, val in ast.given_once(call.kwargs):
+        if key.text not in settings:
+            raise SpecError(f"`{name}` has no setting `{key.text}`", key.span, hint=f"it takes {', '.join(defaults)}")
+        settings[key.text] = option_value(low, key, val)
+    return settings
+
+
+def refuse_problem(problem: tuple | None, where) -> None:
+    """A setting PyTorch refuses (a problem from Optimizer.problem or Schedule.problem), raised at
+    its value in the call, or at the whole call or name where it is not written."""
+    if problem is None:
+        return
+    key, message = problem
+    given = {k.text: v for k, v in written_settings(where)} if isinstance(where, ast.Call) else {}
+    raise SpecError(message, given[key].span if key in given else where.span)
 
 
 def frozen_params(low: Lowered, val) -> tuple:
@@ -128,6 +187,12 @@ def metric_of(low: Lowered, loss: str) -> tuple | None:
     if call is None or call[0] not in CLASSIFIERS:
         return None
     return (CLASSIFIERS[call[0]], *call[1])
+
+
+def regression_of(low: Lowered, loss: str) -> tuple | None:
+    """(prediction id, target id) where the loss compares a prediction with a target of numbers."""
+    call = low.calls.get(loss)
+    return tuple(call[1]) if call is not None and call[0] in REGRESSORS else None
 
 
 def read_data(low: Lowered, stmt: ast.Data) -> DataSource:

@@ -24,6 +24,7 @@ TERMINAL_WORDS = {
     "NUMBER": "a number",
     "CALL": "a function call",
     "INDEX": "an index `[`",
+    "STRING": "a quoted path",
     "_NL": "the end of the line",
     "$END": "the end of the file",
 }
@@ -146,6 +147,9 @@ class ToAst(Transformer):
 
     def option(self, meta, ch):
         return self.kwarg(meta, ch)
+
+    def path_option(self, meta, ch):
+        return (_ident(ch[0]), ast.Quoted(str(ch[1])[1:-1], _tok_span(ch[1])))
 
     def repeat(self, meta, ch):
         var, over, *body = ch

@@ -1,5 +1,8 @@
-"""Spec values for many examples at once, in the interpreter: validation metrics and predict()."""
+"""Spec values for many examples at once, in the interpreter: validation metrics, the metrics at
+the trained weights, and predict()."""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -9,35 +12,74 @@ from graphdsl.errors import DataError
 from graphdsl.training import data as datasets
 from graphdsl.training.config import Training
 from graphdsl.training.examples import fields
+from graphdsl.training.metrics import classes, classifier_scores, confusion, regressor_scores
 from graphdsl.transforms.interpret import evaluate
 
 
-def evaluate_all(model, nodes: list, arrays: dict) -> dict:
+def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -> dict:
     """Values of spec nodes (ids) for every example in `arrays` (name -> one row an example), with the
-    interpreter on one minibatch graph of them all."""
+    interpreter on one minibatch graph of them all, at `params` (by default the model's)."""
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
     g, new = pipeline.batched_graph(spec, data, nodes, len(next(iter(arrays.values()))))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
-    values.update({new[spec.graph.names[p]]: v for p, v in model.params.items()})
+    values.update({new[spec.graph.names[p]]: v for p, v in (model.params if params is None else params).items()})
     with np.errstate(all="ignore"):
         found = evaluate(g, values, [new[x] for x in nodes])
     return {x: found[new[x]] for x in nodes}
 
 
-def evaluate_examples(model, train: Training, arrays: dict) -> dict:
-    """Mean loss (and accuracy) over examples."""
-    loss = model.spec.graph.names[train.loss]
-    pred = [train.metric[1]] if train.metric else []
-    found = evaluate_all(model, [loss, *pred], arrays)
+def evaluate_examples(model, train: Training, arrays: dict, full: bool = False, params: dict | None = None) -> dict:
+    """Mean loss (and accuracy) over examples; `full`: also precision, recall, F1 and the confusion
+    matrix of a classifier, or the mean absolute error and R^2 of a regressor."""
+    g = model.spec.graph
+    loss = g.names[train.loss]
+    regression = train.regression if full and train.regression and g.name_of(train.regression[1]) in arrays else None
+    compared = train.metric[1:] if train.metric else regression  # (prediction, target) the loss compares
+    found = evaluate_all(model, [loss, *compared[:1]] if compared else [loss], arrays, params)
     out = {"loss": float(np.mean(found[loss]))}
-    if train.metric:
-        metric, p, target = train.metric
-        ones = np.ones(len(found[loss]))
-        want = np.asarray(arrays[model.spec.graph.name_of(target)], dtype=np.float64)
-        out["accuracy"] = hits(metric, found[p], want, ones) / len(ones)
+    if not compared:
+        return out
+    scores = found[compared[0]]
+    want = np.asarray(arrays[g.name_of(compared[1])], dtype=np.float64)
+    if regression:
+        return {**out, **regressor_scores(np.asarray(scores, dtype=np.float64), want)}
+    ones = np.ones(len(found[loss]))
+    out["accuracy"] = hits(train.metric[0], scores, want, ones) / len(ones)
+    if full:
+        matrix = confusion(*classes(train.metric[0], scores, want))
+        out.update(classifier_scores(matrix), confusion=matrix)
     return out
+
+
+class Scores(Mapping):
+    """The metrics at the trained weights (evaluate_examples, full), on the training examples and,
+    named `val_...`, the validation examples: measured when first read, so a run that never looks
+    pays nothing for them."""
+
+    def __init__(self, model, train: Training, params: dict, examples: dict):
+        self.model, self.train, self.examples = model, train, examples  # {prefix: arrays}
+        self.params = {k: np.array(v) for k, v in params.items()}  # as trained, whatever changes them later
+        self.found = None
+
+    def measured(self) -> dict:
+        if self.found is None:
+            self.found = {f"{prefix}{k}": v for prefix, arrays in self.examples.items() if arrays
+                          for k, v in evaluate_examples(self.model, self.train, arrays, True, self.params).items()}
+        return self.found
+
+    def __getitem__(self, key):
+        return self.measured()[key]
+
+    def __iter__(self):
+        return iter(self.measured())
+
+    def __len__(self) -> int:
+        return len(self.measured())
+
+    def __repr__(self) -> str:
+        return repr(self.measured())
 
 
 def hits(metric, scores, target, weights, compiled: bool = True) -> float:

@@ -3,8 +3,8 @@ graph in the NumPy interpreter instead of the jitted loop, and the optimizer's u
 
 It keeps the loop's contract exactly (backend/train_loop.py): the same step graph, examples in
 the same order, the same checks before an update, the same log and trace rows, and the runtime's
-own update and counting functions, run uncompiled (`py_func`). Only the summation order inside a
-product may differ, in the last bits."""
+own learning-rate, clipping, update and counting functions, run uncompiled (`py_func`). Only the
+summation order inside a product (or a norm) may differ, in the last bits."""
 from __future__ import annotations
 
 import math
@@ -31,8 +31,8 @@ def run_chunk(trainer, theta, state, t0: int, first: int, count: int, trace_rows
     rows, log rows, failed, the epochs' example order)."""
     opts, plan = trainer.train.options, trainer.plan
     order = orders(trainer.n, opts["seed"], bool(opts["shuffle"]) and trainer.size < trainer.n, first, count)
-    hyper = np.array(plan.optimizer.hyper(trainer.train.settings))
-    update = getattr(T, plan.optimizer.name).py_func
+    hyper, schedule, clip = trainer.controls()
+    update = getattr(T, plan.optimizer.function).py_func
     trace, log = np.zeros((trace_rows, plan.trace.width)), np.zeros((count, 3))
     leaves = dict(zip(plan.consts, trainer.arguments[1]))
     t, row = t0, 0
@@ -52,6 +52,9 @@ def run_chunk(trainer, theta, state, t0: int, first: int, count: int, trace_rows
             if trace_rows and (t - 1) % opts["every"] == 0:
                 trace[row] = trace_row(plan, values, loss, t, first + e + 1, theta, grad)
                 row += 1
+            hyper[0] = T.learning_rate.py_func(schedule, t, first + e)
+            if clip > 0.0:
+                T.scale.py_func(grad, T.clip_factor.py_func(T.norm.py_func(grad), clip))
             update(theta, grad, state, hyper, *([t] if plan.optimizer.counts_steps else []))
     return t - t0, trace[:row], log, False, order
 

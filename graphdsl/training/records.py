@@ -195,6 +195,9 @@ class History:
         self.trace: np.ndarray | None = None  # the step trace, when train(trace=True) keeps it
         self.trace_columns: list = []
         self.updates: list | None = None  # a short run's steps: (step, {param: (before, gradient, after)})
+        self.metrics: dict = {}  # at the weights training ends with (evaluate.Scores): f1, val_r2, ...
+        self.best_epoch: int | None = None  # early stopping's best epoch, whose weights the model keeps
+        self.stopped_epoch: int | None = None  # the epoch after which early stopping stopped training
         self._epoch, self._history = list(epoch or []), dict(history or {})
         self._chunks: list = []  # (epochs, {metric: values}) not yet in the lists
 

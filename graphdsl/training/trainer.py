@@ -17,13 +17,14 @@ from graphdsl.backend.runtime import step as T
 from graphdsl.backend.train_loop import slots
 from graphdsl.errors import SpecError
 from graphdsl.files import locked_for_writing
-from graphdsl.training import data as datasets
 from graphdsl.training import interpreted, records
 from graphdsl.training.config import Training
-from graphdsl.training.evaluate import evaluate_examples
+from graphdsl.training.evaluate import Scores, evaluate_examples
 from graphdsl.training.examples import examples, orders
 from graphdsl.training.plan import data_leaves
 from graphdsl.training.progress import Progress, TrainingInterrupted, interrupts_between_chunks
+from graphdsl.training.schedules import schedule_vector
+from graphdsl.training.validation import EarlyStopping, held_out
 from graphdsl.transforms.interpret import describe, first_non_finite
 
 CHUNK_SECONDS = 0.2
@@ -48,9 +49,9 @@ class Trainer:
         self.params = train.trained(spec.names_of("param"))  # frozen params are constants of the loop
         leaves = data_leaves(spec, spec.graph.names[train.loss])
         every = examples(model, train, data, leaves)  # in the loop's dtype
-        self.fit, val = datasets.split(every, train.options["validation"], train.options["seed"])
-        self.val = {k: v.astype(np.float64, copy=False) for k, v in val.items()}  # the interpreter's dtype
-        n = len(next(iter(self.fit.values())))
+        self.fit, self.val = held_out(model, train, every, leaves)  # validation in the interpreter's dtype
+        self.stopping = EarlyStopping(train, bool(self.val))
+        n = len(next(iter(self.fit.values()))) if self.fit else 1  # no data leaves: one step an epoch
         size = n if train.options["batch"] == "all" else min(train.options["batch"], n)
         self.size, self.n, self.steps_per_epoch = size, n, -(-n // size)
         # shown nodes and the gradients `grad` statements name are per-example values, so traced only
@@ -91,9 +92,19 @@ class Trainer:
 
     def compiled(self, tracing: bool):
         """The loop's module: `train` and the `buffers` it works in. A plain update (plain SGD)
-        runs inside the matrix products of its gradients, unless a trace records gradients."""
-        fuse = self.plan.optimizer.is_plain(self.train.settings) and not tracing
+        runs inside the matrix products of its gradients, unless a trace records gradients or
+        clipping scales them first."""
+        fuse = self.plan.optimizer.is_plain(self.train.settings) and not tracing and not self.train.options["clip"]
         return pipeline.training_loop(self.plan, self.dtype.name, fuse)
+
+    def controls(self) -> tuple:
+        """(hyper, schedule, clip): what the loop's update reads, the optimizer's settings in
+        `hyper` (whose lr, hyper[0], the schedule sets each step), the schedule's vector
+        (T.learning_rate) and the gradient-norm limit (0: none)."""
+        train = self.train
+        schedule = schedule_vector(train.schedule, train.schedule_settings, train.settings["lr"],
+                                   train.options["epochs"], self.steps_per_epoch)
+        return np.array(self.plan.optimizer.hyper(train.settings)), schedule, float(train.options["clip"])
 
     def run_chunk(self, theta, state, t0: int, first: int, count: int, trace_rows: int):
         """Epochs first .. first+count-1; returns (steps done, trace rows, log rows, failed, the
@@ -102,12 +113,11 @@ class Trainer:
             return interpreted.run_chunk(self, theta, state, t0, first, count, trace_rows)
         opts = self.train.options
         order = orders(self.n, opts["seed"], bool(opts["shuffle"]) and self.size < self.n, first, count)
-        hyper = np.array(self.plan.optimizer.hyper(self.train.settings))
         data, consts = self.arguments
         trace = np.zeros((trace_rows, self.plan.trace.width))
         log = np.zeros((count, 3))
         loop = self.compiled(trace_rows > 0)
-        steps, rows, failed = loop.train(*data, order, theta, state, hyper, t0, first, self.size,
+        steps, rows, failed = loop.train(*data, order, theta, state, *self.controls(), t0, first, self.size,
                                          opts["reduce"] == "mean", *consts, trace, opts["every"], log,
                                          loop.buffers(theta, self.size))
         return steps, trace[:rows], log, bool(failed), order
@@ -120,8 +130,8 @@ class Trainer:
 
     def start(self, resume):
         """(theta, optimizer state, steps done, epochs done): fresh, or from a checkpoint."""
-        theta = self.theta()
-        state = np.zeros(self.plan.optimizer.state * theta.size, self.dtype)
+        theta, optimizer = self.theta(), self.plan.optimizer
+        state = np.full(optimizer.state * theta.size, self.train.settings.get(optimizer.state_from, 0.0), self.dtype)
         if resume is None:
             return theta, state, 0, 0
         shapes = {n: self.model.params[n].shape for n in self.params}
@@ -129,6 +139,7 @@ class Trainer:
         self.model.params.update(params)
         if "optimizer" in saved and saved["optimizer"].shape == state.shape:
             state = saved["optimizer"].astype(self.dtype)
+        self.stopping.resume(saved, meta)
         return self.theta(), state, int(meta.get("step", 0)), int(meta.get("epoch", 0))
 
     def metrics(self) -> list:
@@ -151,31 +162,13 @@ class Trainer:
         trace = True if short and trace is None else trace
         out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
         self.interpreted = short and interpreted.worth_interpreting(self, epochs * self.steps_per_epoch)
-        count = 1
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
         try:  # closes the outputs, and so releases their locks, however the run ends
             if done < epochs and not self.interpreted:
                 self.compiled(bool(trace))
             with interrupts_between_chunks() as interrupted:
-                while done < epochs and not interrupted():  # Ctrl-C stops here, the last chunk recorded
-                    count = min(count, epochs - done)
-                    began = time.perf_counter()
-                    rows = count * self.steps_per_epoch // self.train.options["every"] + 1 if trace else 0
-                    steps, rows, log_rows, failed, order = self.run_chunk(theta, state, t, done, count, rows)
-                    self.model.params.update(self.unflatten(theta))
-                    out.trace_rows(rows)
-                    whole = log_rows[:steps // self.steps_per_epoch]
-                    if len(whole):
-                        out.epochs(done, self.epoch_columns(whole))
-                    if failed:
-                        raise non_finite(self, order, steps, t + steps + 1, done)
-                    t, done = t + steps, done + count
-                    if checkpoint:
-                        records.save_weights(checkpoint, self.unflatten(theta), {"optimizer": state},
-                                             {"step": t, "epoch": done})
-                    took = time.perf_counter() - began
-                    count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not self.val else 1
+                t, done = run_chunks(self, theta, state, (t, done), out, bool(trace), checkpoint, interrupted)
             if interrupted():  # even in the last chunk, or after the last look: a Ctrl-C is never ignored
                 raise TrainingInterrupted(done, t)
         finally:
@@ -184,8 +177,51 @@ class Trainer:
         if short:
             history.updates = self.plan.trace.updates(out.kept_rows(), self.unflatten,
                                                       {n: self.model.params[n] for n in self.params})
-        return history
+        return finish(self, history)
 
+
+def finish(self: Trainer, history: records.History) -> records.History:
+    """The model takes the best epoch's weights, where early stopping kept them, and the
+    History learns where it stopped and the metrics at the weights the model ends with."""
+    stopping = self.stopping
+    if stopping.stopped and history.epoch:
+        history.stopped_epoch = history.epoch[-1]
+    if stopping.best_theta is not None:
+        self.model.params.update(self.unflatten(stopping.best_theta))
+        history.best_epoch = stopping.best_epoch
+    params = {n: self.model.params[n] for n in self.model.params}
+    history.metrics = Scores(self.model, self.train, params, {"": self.fit, "val_": self.val})
+    return history
+
+
+def run_chunks(self: Trainer, theta, state, progress: tuple, out, tracing: bool, checkpoint, interrupted) -> tuple:
+    """Trainer.run's chunks of epochs, each recorded once it ends (params, trace, log, checkpoint),
+    until the epochs are done, early stopping stops, or Ctrl-C; returns (steps, epochs) done."""
+    (t, done), epochs, count = progress, self.train.options["epochs"], 1
+    one_by_one = bool(self.val) or bool(self.stopping.patience)  # metrics measured after each epoch
+    while done < epochs and not interrupted() and not self.stopping.stopped:  # Ctrl-C stops here
+        count = min(count, epochs - done)
+        began = time.perf_counter()
+        rows = count * self.steps_per_epoch // self.train.options["every"] + 1 if tracing else 0
+        steps, rows, log_rows, failed, order = self.run_chunk(theta, state, t, done, count, rows)
+        self.model.params.update(self.unflatten(theta))
+        out.trace_rows(rows)
+        whole = log_rows[:steps // self.steps_per_epoch]
+        if len(whole):
+            columns = self.epoch_columns(whole)
+            out.epochs(done, columns)
+            if not failed:
+                self.stopping.epoch(done + 1, columns, theta)
+        if failed:
+            raise non_finite(self, order, steps, t + steps + 1, done)
+        t, done = t + steps, done + count
+        if checkpoint:
+            best, meta = self.stopping.saved()
+            records.save_weights(checkpoint, self.unflatten(theta), {"optimizer": state, **best},
+                                 {"step": t, "epoch": done, **meta})
+        took = time.perf_counter() - began
+        count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not one_by_one else 1
+    return t, done
 
 def non_finite(self: Trainer, order, steps: int, step: int, done: int) -> TrainingError:
     """The error for a step whose loss or gradient was not finite: the step replayed in the

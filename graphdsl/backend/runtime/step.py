@@ -1,6 +1,11 @@
 """Numba helpers the generated training loop calls (as `T.name`): minibatch
-gathering, the checks a step passes before it updates anything, optimizer updates
-on the flat parameter vector, and accuracy counts."""
+gathering, the checks a step passes before it updates anything, the learning rate
+of a schedule, gradient-norm clipping, optimizer updates on the flat parameter
+vector, and accuracy counts.
+
+The interpreted short run (training/interpreted.py) calls the same functions
+uncompiled (`.py_func`), so none of those it calls may call another jitted
+function: that would compile it."""
 import math
 
 import numpy as np
@@ -66,31 +71,115 @@ def product_fits(norm_a, norm_b, like):
     return norm_a * norm_b < np.finfo(like.dtype).max
 
 
+# Learning-rate schedules, as training/schedules.py names them (schedule[0] is one of these).
+CONSTANT, STEP, EXPONENTIAL, COSINE, LINEAR = range(5)
+
+
+@njit(cache=True)
+def learning_rate(schedule, step, epoch):
+    """The lr of step `step` (counted from 1) in epoch `epoch` (counted from 0), as
+    torch.optim.lr_scheduler sets it when stepped once an epoch (schedule[2] == 0) or once a
+    step (1). schedule = [kind, lr, per step, warm-up, a, b, c]: warm-up counts epochs (or
+    steps) k = 1..W at lr k / (W + 1), as LinearLR(start_factor=1/(W+1), total_iters=W) in a
+    SequentialLR before the schedule, which then counts n from 0. The closed forms are PyTorch's
+    (`_get_closed_form_lr`); its recursive ones differ from them only in rounding."""
+    kind, lr, warmup = schedule[0], schedule[1], schedule[3]
+    n = float(step - 1) if schedule[2] != 0.0 else float(epoch)
+    if n < warmup:
+        return lr * (n + 1.0) / (warmup + 1.0)
+    n -= warmup
+    a, b, c = schedule[4], schedule[5], schedule[6]
+    if kind == STEP:  # StepLR(step_size=a, gamma=b)
+        return lr * b ** (n // a)
+    if kind == EXPONENTIAL:  # ExponentialLR(gamma=a)
+        return lr * a ** n
+    if kind == COSINE:  # CosineAnnealingLR(T_max=a, eta_min=b): after a it rises again, as PyTorch's
+        return b + (lr - b) * (1.0 + math.cos(math.pi * n / a)) / 2.0
+    if kind == LINEAR:  # LinearLR(start_factor=b, end_factor=c, total_iters=a)
+        return lr * (b + (c - b) * min(n, a) / a)
+    return lr
+
+
+@njit(cache=True)
+def clip_factor(total_norm, max_norm):
+    """What torch.nn.utils.clip_grad_norm_ multiplies every gradient by, given their total
+    (2-)norm: max_norm / (total_norm + 1e-6), at most 1."""
+    return min(max_norm / (total_norm + 1e-6), 1.0)
+
+
+@njit(cache=True)
+def scale(values, factor):
+    """values *= factor, in place."""
+    for i in range(values.size):
+        values[i] *= factor
+
+
 @njit(cache=True)
 def sgd(theta, grad, state, hyper):
-    """PyTorch's SGD: weight decay added to the gradient, then momentum (buffer starts at 0)."""
-    lr, momentum, decay = hyper[0], hyper[1], hyper[2]
+    """PyTorch's SGD: weight decay added to the gradient, then momentum (buffer starts at 0),
+    Nesterov's when hyper[3] is 1."""
+    lr, momentum, decay, nesterov = hyper[0], hyper[1], hyper[2], hyper[3]
     for i in range(theta.size):
         g = grad[i] + decay * theta[i]
         if momentum != 0.0:
             state[i] = momentum * state[i] + g
-            g = state[i]
+            g = g + momentum * state[i] if nesterov != 0.0 else state[i]
         theta[i] -= lr * g
 
 
 @njit(cache=True)
 def adam(theta, grad, state, hyper, t):
-    """PyTorch's Adam (L2 weight decay, bias correction) written the way it computes it;
+    """PyTorch's Adam (L2 weight decay, bias correction) written the way it computes it, or its
+    AdamW where hyper[5] is 1 (weight decay decoupled: theta *= 1 - lr decay first);
     state holds the first moments, then the second; t counts steps from 1."""
     lr, beta1, beta2, eps, decay = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    decoupled = hyper[5] != 0.0
     n = theta.size
     step_size = lr / (1.0 - beta1 ** t)
     root = math.sqrt(1.0 - beta2 ** t)
     for i in range(n):
-        g = grad[i] + decay * theta[i]
+        if decoupled:
+            theta[i] *= 1.0 - lr * decay
+            g = grad[i]
+        else:
+            g = grad[i] + decay * theta[i]
         state[i] += (1.0 - beta1) * (g - state[i])
         state[n + i] = state[n + i] * beta2 + (1.0 - beta2) * g * g
         theta[i] -= step_size * (state[i] / (math.sqrt(state[n + i]) / root + eps))
+
+
+@njit(cache=True)
+def rmsprop(theta, grad, state, hyper):
+    """PyTorch's RMSprop: weight decay added to the gradient; state holds the mean squares, the
+    mean gradients (centered, hyper[5] = 1) and the momentum buffers, each starting at 0."""
+    lr, alpha, eps, decay, momentum, centered = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
+    n = theta.size
+    for i in range(n):
+        g = grad[i] + decay * theta[i]
+        state[i] = state[i] * alpha + (1.0 - alpha) * g * g
+        if centered != 0.0:
+            state[n + i] += (1.0 - alpha) * (g - state[n + i])
+            avg = math.sqrt(state[i] - state[n + i] * state[n + i]) + eps
+        else:
+            avg = math.sqrt(state[i]) + eps
+        if momentum > 0.0:
+            state[2 * n + i] = state[2 * n + i] * momentum + g / avg
+            theta[i] -= lr * state[2 * n + i]
+        else:
+            theta[i] -= lr * (g / avg)
+
+
+@njit(cache=True)
+def adagrad(theta, grad, state, hyper, t):
+    """PyTorch's Adagrad: weight decay added to the gradient, lr decayed to lr / (1 + (t-1)
+    lr_decay); state holds the sums of squared gradients (starting at initial_accumulator_value,
+    which the trainer fills in)."""
+    lr, lr_decay, decay, eps = hyper[0], hyper[1], hyper[2], hyper[4]
+    clr = lr / (1.0 + (t - 1) * lr_decay)
+    for i in range(theta.size):
+        g = grad[i] + decay * theta[i]
+        state[i] += g * g
+        theta[i] -= clr * (g / (math.sqrt(state[i]) + eps))
 
 
 @njit(cache=True)

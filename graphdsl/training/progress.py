@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 
@@ -43,25 +44,45 @@ def interrupts_between_chunks():
 
 
 class Progress:
-    """A tqdm bar on a terminal; one line per epoch on stderr otherwise; nothing when off."""
+    """What a run shows on stderr as it goes: on a terminal, a tqdm bar of at most WIDTH columns
+    with the latest metrics, left in place at the end; elsewhere (a log file, CI), the first
+    epoch's line, then a line every PERIOD seconds, then a summary. Nothing when off."""
 
-    def __init__(self, total: int, done: int, on: bool):
-        self.on, self.total = on, total
-        self.bar = None
-        if on and sys.stderr.isatty():
+    WIDTH = 80
+    PERIOD = 5.0  # seconds between lines off a terminal: a long run of fast epochs writes a few lines
+
+    def __init__(self, total: int, done: int, on: bool, stream=None):
+        self.on, self.total, self.stream = on, total, stream or sys.stderr
+        self.bar, self.last, self.shown, self.began = None, None, None, time.monotonic()
+        if on and self.stream.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=done, unit="epoch", file=sys.stderr, leave=False)
+            self.bar = tqdm(total=total, initial=done, unit="epoch", file=self.stream, leave=True,
+                            ncols=self.WIDTH, bar_format="{l_bar}{bar:12}| {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
 
     def epoch(self, epoch: int, values: dict) -> None:
         if not self.on:
             return
-        text = ", ".join(f"{k} {v:.6g}" for k, v in values.items())
+        self.last = (epoch, values)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix_str(text, refresh=False)
-        else:
-            print(f"epoch {epoch}/{self.total}: {text}", file=sys.stderr, flush=True)
+            self.bar.set_postfix_str(brief(values, self.WIDTH - 40), refresh=False)
+        elif self.shown is None or time.monotonic() - self.shown >= self.PERIOD:
+            self.line(f"epoch {epoch}/{self.total}: {brief(values)}")
+
+    def line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+        self.shown = time.monotonic()
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.on and self.last is not None:
+            epoch, values = self.last
+            self.line(f"trained to epoch {epoch}/{self.total} in {time.monotonic() - self.began:.1f} s: "
+                      f"{brief(values)}")
+
+
+def brief(values: dict, room: int | None = None) -> str:
+    """Metrics as `loss 0.1234, accuracy 0.97`, cut to `room` characters if given."""
+    text = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    return text if room is None or len(text) <= room else text[:room - 3] + "..."

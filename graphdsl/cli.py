@@ -115,18 +115,20 @@ def in_order(model) -> tuple:
 PRINTED_PARAMS = 100  # more trained numbers than this are not printed
 
 
-def trained(model, history, precision: int, fmt: str = "text") -> str:
-    """What training did: the last epoch's metrics, then each step of a short run (every param
-    before it, its gradient and after it), or else the params it ended with."""
+def trained(model, history, precision: int, fmt: str = "text", saved: str | None = None) -> str:
+    """What training did: the loss and metrics at the weights it ended with (not an epoch's mean,
+    taken as the weights moved), then each step of a short run (every param before it, its
+    gradient and after it), or else the params it ended with."""
     from graphdsl.tools.formats import between, note
     from graphdsl.tools.report import table
 
-    epochs = history.epoch
-    last = [(k, v[-1]) for k, v in history.history.items()] if epochs else []
-    blocks = [table(f"after {len(epochs)} epoch{'s' if len(epochs) != 1 else ''} of training", last, precision, fmt)]
+    epochs = len(history.epoch)
+    blocks = [table(f"after {epochs} epoch{'s' if epochs != 1 else ''} of training, at the trained weights",
+                    list(history.metrics.items()), precision, fmt)]
     count = sum(v.size for v in model.params.values())
     if count > PRINTED_PARAMS:
-        return blocks[0] + between(fmt) + note(f"{count} trained params (--save FILE.npz keeps them)", fmt)
+        kept = f"{saved} keeps them" if saved else "--save FILE.npz keeps them"
+        return blocks[0] + between(fmt) + note(f"{count} trained params ({kept})", fmt)
     train = model.spec.training
     step = train.described()
     for number, params in history.updates or []:
@@ -214,7 +216,7 @@ def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, s
         if save:
             records.save_weights(save, model.params)
         if not predict_from:
-            say(trained(model, history, precision, fmt), printed, fmt)
+            say(trained(model, history, precision, fmt, save), printed, fmt)
     if predict_from:
         click.echo(predictions(model, command_line_data(predict_from)), nl=False)
         return

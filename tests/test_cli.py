@@ -1,5 +1,6 @@
 """The graphdsl command: output people can read, and exit codes 0, 1 and 2."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -192,3 +193,25 @@ def test_language_doc_output_is_what_graphdsl_prints(heading, command, tmp_path,
     result = invoke(command[0], "net.nn", *command[1:])
     assert result.exit_code == 0, result.output
     assert result.output == shown
+
+
+def test_after_training_the_report_is_at_the_trained_weights_and_names_the_saved_file(tmp_path):
+    """The loss printed after training is the loss at the weights training ended with (measured
+    again here by forward()), and a run given --save says where its params are, not to use --save."""
+    import graphdsl
+
+    spec = tmp_path / "net.nn"
+    spec.write_text("input x[2]\ntarget y\nparam W[60, 2] = xavier(seed=1)\nparam v[60] = zeros()\n"
+                    "p = sigmoid(v tanh(W x))\nL = bce(p, y)\n"
+                    "data x = [[1, 2], [3, -1], [0, 1], [-2, 1]], y = [1, 0, 1, 0]\n"
+                    "minimize L using sgd(lr=0.5), epochs=20\n")
+    result = invoke("run", str(spec), "--save", str(tmp_path / "w.npz"), "--precision", "12")
+    assert result.exit_code == 0, result.output
+    assert f"180 trained params ({tmp_path / 'w.npz'} keeps them)" in result.stdout
+    assert "--save FILE.npz" not in result.stdout
+    model = graphdsl.load(spec, engine="numpy")
+    model.params.update(dict(np.load(tmp_path / "w.npz")))
+    xs, ys = [[1, 2], [3, -1], [0, 1], [-2, 1]], [1, 0, 1, 0]
+    want = np.mean([model.forward(x=x, y=y)["L"] for x, y in zip(xs, ys)])
+    printed = float(re.search(r"^  loss scalar\s+(\S+)", result.stdout, re.M).group(1))
+    assert printed == pytest.approx(want, rel=1e-10)

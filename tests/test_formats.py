@@ -94,7 +94,7 @@ def test_run_json_holds_every_value_with_its_shape_at_full_precision():
         row = rows[title, name]
         assert row["shape"] == list(np.shape(want))
         np.testing.assert_allclose(row["value"], want, rtol=1e-14, atol=1e-16)
-    assert rows["after 1 epoch of training", "loss"]["shape"] == []
+    assert rows["after 1 epoch of training, at the trained weights", "loss"]["shape"] == []
 
 
 def test_json_writes_non_finite_numbers_as_strings(tmp_path):
@@ -202,7 +202,7 @@ def test_run_json_says_between_its_tables_what_the_text_says(tmp_path):
     spec.write_text(FROZEN)
     blocks = strict(invoke("run", spec, "--format", "json"))
     assert [b.get("title", "").split(":")[0] for b in blocks] == [
-        "after 1 epoch of training", "step 1 of sgd(lr=0.1, momentum=0, weight_decay=0)", ""]
+        "after 1 epoch of training, at the trained weights", "step 1 of sgd(lr=0.1, momentum=0, weight_decay=0)", ""]
     assert blocks[-1] == {"note": "frozen, so left as they were: `b1`"}
 
 

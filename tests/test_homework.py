@@ -103,6 +103,8 @@ def test_one_run_prints_values_gradients_at_the_given_weights_then_the_step_then
     assert "b1 after" not in step and "frozen, so left as they were: `b1`, `b2`" in out
     _, _, E_after = torch_net({n: torch.tensor(v) for n, v in after.items()})
     np.testing.assert_allclose(numbers(blocks[-1], "E"), [E_after.item()], rtol=1e-13)
+    trained = next(b for b in blocks if b.startswith("after 1 epoch of training, at the trained weights"))
+    np.testing.assert_allclose(numbers(trained, "loss"), [E_after.item()], rtol=1e-12)  # not the step's own loss
 
 
 @pytest.mark.parametrize("optimizer, make, steps, freeze", [

@@ -21,6 +21,8 @@ def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -
     interpreter on one minibatch graph of them all, at `params` (by default the model's)."""
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
+    if len(next(iter(arrays.values()))) == 1:  # one example, the spec's own graph: it may hold any values
+        return one_example(model, nodes, arrays, params)
     g, new = pipeline.batched_graph(spec, data, nodes, len(next(iter(arrays.values()))))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
     values.update({new[d]: arrays[name] for d, name in zip(data, arrays)})
@@ -28,6 +30,18 @@ def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -
     with np.errstate(all="ignore"):
         found = evaluate(g, values, [new[x] for x in nodes])
     return {x: found[new[x]] for x in nodes}
+
+
+def one_example(model, nodes: list, arrays: dict, params: dict | None) -> dict:
+    """evaluate_all for a single example, on the spec's graph itself: a spec whose example is its
+    own values (a homework's matrix of examples as columns) need not be batchable."""
+    g = model.spec.graph
+    values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
+    values.update({g.names[name]: np.asarray(rows[0], dtype=np.float64) for name, rows in arrays.items()})
+    values.update({g.names[p]: v for p, v in (model.params if params is None else params).items()})
+    with np.errstate(all="ignore"):
+        found = evaluate(g, values, nodes)
+    return {x: np.asarray(found[x])[None] for x in nodes}
 
 
 def evaluate_examples(model, train: Training, arrays: dict, full: bool = False, params: dict | None = None) -> dict:

@@ -81,6 +81,8 @@ class NumPy(Peer):
 
     def __init__(self, wl, dtype=np.float64):
         super().__init__(wl, dtype)
+        if wl.convs:
+            raise NotImplementedError("NumPy by hand trains dense networks only; PyTorch is W5's reference")
         self.X = wl.X.astype(self.dtype)
         self.Y = wl.Y.astype(self.dtype) if wl.out == "bce" else wl.Y
         self.batches = wl.batches()
@@ -184,10 +186,14 @@ class Torch(Peer):
         opt = torch.optim.SGD(params, lr=wl.lr)
         X, Y = self.X, self.Y
         pairs = list(zip(params[0::2], params[1::2]))
+        convs = len(wl.convs)
         for ids in self.batches:
             x, y = (X, Y) if self.full else (X[ids], Y[ids])
             a = x
-            for W, b in pairs[:-1]:
+            for (K, c), (_, _, padding) in zip(pairs, wl.convs):
+                a = F.max_pool2d(torch.relu(F.conv2d(a, K, c, padding=padding)), wl.pool)
+            a = a.flatten(1)
+            for W, b in pairs[convs:-1]:
                 a = act(F.linear(a, W, b))
             z = F.linear(a, *pairs[-1])
             if wl.out == "bce":
@@ -223,7 +229,12 @@ def _jax_loss(wl):
 
     def loss(params, x, y, w):
         a = x
-        for W, b in params[:-1]:
+        for (K, c), (_, _, padding) in zip(params, wl.convs):
+            z = jax.lax.conv_general_dilated(a, K, (1, 1), [(padding, padding)] * 2) + c[:, None, None]
+            window = (1, 1, wl.pool, wl.pool)
+            a = jax.lax.reduce_window(jax.nn.relu(z), -jnp.inf, jax.lax.max, window, window, "VALID")
+        a = a.reshape(a.shape[0], -1)
+        for W, b in params[len(wl.convs):-1]:
             a = act(a @ W.T + b)
         W, b = params[-1]
         z = a @ W.T + b

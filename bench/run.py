@@ -11,10 +11,11 @@ Run from the repository root:
 Workloads (bench/workloads.py): W1 XOR 2-2-1 batch 1, W2 Iris full batch, W3 digits batch 32,
 W4 MNIST-size batch 128 (float64 for everyone, then float32 for everyone, plus the run's matrix
 products alone by np.dot, timed in the same rotation: with C operands, the GEMM bound, and with
-the operand layouts graphdsl's loop reads), and `cold`: fresh
+the operand layouts graphdsl's loop reads), W5 a convolutional network on digits batch 32
+(specs/cnn_digits.nn's), and `cold`: fresh
 processes, empty and warm caches. Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
 eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (lax.fori_loop), JAX
-with a jitted step, NumPy by hand.
+with a jitted step, NumPy by hand (dense networks only).
 
 Each repetition runs every peer once, in a rotated order (round-robin), so that a noisy machine
 slows all of them alike, and each after a pause in which the last peer's idle threads stop
@@ -26,10 +27,10 @@ once per install and cached; a priming child process compiles them first, so the
 each spec's own loop, and the priming line gives the first-use times with the helpers included.
 `vs graphdsl` is the peer's speed relative to graphdsl's (graphdsl's median time / the peer's):
 above 1 the peer is faster. `final loss` is the mean loss over the whole data set at the trained
-weights, in float64 NumPy; every peer must match NumPy by hand trained in the same dtype (relative
-1e-7 in float64; 1e-3 in float32, where a ReLU unit that flips sign in one run and not another
-sends them apart), or the row says MISMATCH and the exit status is 1. `vs graphdsl` compares with
-graphdsl in the same dtype.
+weights, in float64 NumPy; every peer must match NumPy by hand (PyTorch for W5) trained in the
+same dtype (relative 1e-7 in float64; 1e-3 in float32, where a ReLU unit that flips sign in one
+run and not another sends them apart), or the row says MISMATCH and the exit status is 1. `vs
+graphdsl` compares with graphdsl in the same dtype.
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ DEFAULT_PEERS = {
     "W2": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
     "W3": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
     "W4": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
+    "W5": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step"],
 }
 F32_PEERS = ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"]
 GEMM_LAYOUTS = {"contiguous": "C arrays (the bound)", "graphdsl": "graphdsl's: W and dZ read transposed"}
@@ -156,11 +158,11 @@ def bench_workload(key: str, args) -> tuple:
     rows = [r for r in rows if r["name"] != "gemm"]
     for r in rows:
         r["loss"] = wl.loss(r.pop("layers"))
-    # NumPy by hand in the same dtype: float32 rounding changes the path training takes
-    refs = {r["dtype"]: r["loss"] for r in rows if r["name"] == "numpy"}
+    # the reference peer in the same dtype: float32 rounding changes the path training takes
+    refs = {r["dtype"]: r["loss"] for r in rows if r["name"] == wl.reference}
     for r in rows:
         if r["dtype"] not in refs:
-            refs[r["dtype"]] = wl.loss(P.NumPy(wl, r["dtype"]).run())
+            refs[r["dtype"]] = wl.loss(P.PEERS[wl.reference](wl, r["dtype"]).run())
         # float32 runs agree to about 1e-7 until a ReLU unit lands on the other side of 0 in one of
         # them (which depends on summation order); then they drift apart by up to about 1e-3
         tol = 1e-3 if r["dtype"] == np.float32 else 1e-7
@@ -310,7 +312,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="graphdsl benchmark suite")
     ap.add_argument("--quick", action="store_true", help="fewer steps and repetitions (a few minutes)")
     ap.add_argument("--reps", type=int, help="repetitions per peer (default 5; 3 with --quick)")
-    ap.add_argument("--only", default="W1,W2,W3,W4,cold", help="comma-separated: W1,W2,W3,W4,cold")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,cold", help="comma-separated: W1,W2,W3,W4,W5,cold")
     ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = ap.parse_args()

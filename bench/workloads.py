@@ -3,7 +3,9 @@ reference loss, shared by every peer so that all of them do exactly the same wor
 
 A network is a list of layers (W[out, in], b[out]) as graphdsl stores them; hidden layers apply
 `act`, the last layer gives logits. `out` is "bce" (one logit through sigmoid, binary
-cross-entropy; W1) or "softmax_ce" (class indices; W2-W4).
+cross-entropy; W1) or "softmax_ce" (class indices; W2-W5). A convolutional network (W5) starts
+with conv layers (K[F, C, k, k], c[F]), each followed by ReLU and max pooling, and flattens their
+output into its dense layers.
 """
 from __future__ import annotations
 
@@ -29,16 +31,30 @@ class Workload:
     Y: np.ndarray = field(repr=False, default=None)   # float targets (bce) or int class indices
     data_source: str = ""  # graphdsl `data` statement in the spec (the peer passes arrays to train())
     seed: int = 0          # graphdsl's shuffle seed (the spec's seed, 0)
+    convs: tuple = ()      # conv layers before the dense ones: (filters, kernel size, padding) each
+    pool: int = 2          # the max pooling window (and stride) after each conv layer
+    reference: str = "numpy"  # the peer whose final loss every peer must match: NumPy by hand, or
+    #                           PyTorch where there is no NumPy by hand (convolutions)
 
     # -- what every peer shares ----------------------------------------------
 
+    def weight_shapes(self) -> list:
+        """Each layer's weight shape: conv kernels [F, C, k, k], then dense W[out, in]."""
+        shapes, channels = [], self.X.shape[1] if self.convs else None
+        for filters, size, _ in self.convs:
+            shapes.append((filters, channels, size, size))
+            channels = filters
+        return shapes + [(fan_out, fan_in) for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])]
+
     def init(self) -> list:
-        """Initial weights: Glorot uniform W[out, in] and zero biases, from a fixed seed."""
+        """Initial weights: Glorot uniform (a kernel [F, C, k, k] has fan-in C k k and fan-out F k k,
+        as graphdsl's xavier and PyTorch read it) and zero biases, from a fixed seed."""
         rng = np.random.default_rng(1234)
         layers = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
-            a = np.sqrt(6.0 / (fan_in + fan_out))
-            layers.append((rng.uniform(-a, a, (fan_out, fan_in)), np.zeros(fan_out)))
+        for shape in self.weight_shapes():
+            window = int(np.prod(shape[2:]))
+            a = np.sqrt(6.0 / (shape[1] * window + shape[0] * window))
+            layers.append((rng.uniform(-a, a, shape), np.zeros(shape[0])))
         return layers
 
     def schedule(self) -> tuple:
@@ -69,11 +85,15 @@ class Workload:
 
     def loss(self, layers) -> float:
         """Mean loss over the whole data set at these weights, in float64 NumPy."""
+        layers = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in layers]
         a = self.X
-        for W, b in layers[:-1]:
-            a = ACTS[self.act](a @ np.asarray(W, np.float64).T + b)
+        for (K, c), (_, _, padding) in zip(layers, self.convs):
+            a = max_pool(np.maximum(conv2d(a, K, padding) + c[:, None, None], 0.0), self.pool)
+        a = a.reshape(len(a), -1)
+        for W, b in layers[len(self.convs):-1]:
+            a = ACTS[self.act](a @ W.T + b)
         W, b = layers[-1]
-        z = a @ np.asarray(W, np.float64).T + np.asarray(b, np.float64)
+        z = a @ W.T + b
         if self.out == "bce":
             p = 1.0 / (1.0 + np.exp(-z[:, 0]))
             return float(np.mean(-(self.Y * np.log(p) + (1 - self.Y) * np.log(1 - p))))
@@ -85,8 +105,14 @@ class Workload:
 
     def spec(self) -> str:
         """The graphdsl spec of this workload (initial values are overwritten by `graphdsl_params`)."""
-        lines = [f"input x[{self.sizes[0]}]", "target y" if self.out == "bce" else "target k"]
+        x = self.X.shape[1:] if self.convs else (self.sizes[0],)
+        lines = [f"input x[{', '.join(map(str, x))}]", "target y" if self.out == "bce" else "target k"]
         a = "x"
+        for i, (shape, (_, _, padding)) in enumerate(zip(self.weight_shapes(), self.convs)):
+            lines += [f"param K{i}[{', '.join(map(str, shape))}] = zeros()", f"param c{i}[{shape[0]}] = zeros()",
+                      f"a{i} = maxpool2d(relu(conv2d({a}, K{i}, c{i}, padding={padding})), size={self.pool})"]
+            a = f"a{i}"
+        a = f"flatten({a})" if self.convs else a
         for i, (fan_in, fan_out) in enumerate(zip(self.sizes[:-2], self.sizes[1:-1])):
             lines += [f"param W{i}[{fan_out}, {fan_in}] = zeros()", f"param b{i}[{fan_out}] = zeros()",
                       f"h{i} = {self.act}(W{i} {a} + b{i})"]
@@ -105,18 +131,21 @@ class Workload:
                      f"shuffle={int(self.shuffle)}")
         return "\n".join(lines) + "\n"
 
+    def graphdsl_names(self) -> list:
+        """The spec's (weight, bias) names, layer by layer."""
+        return ([(f"K{i}", f"c{i}") for i in range(len(self.convs))]
+                + [(f"W{i}", f"b{i}") for i in range(len(self.sizes) - 1)])
+
     def graphdsl_params(self, layers) -> dict:
         out = {}
-        for i, (W, b) in enumerate(layers):
+        for i, ((W, b), (wn, bn)) in enumerate(zip(layers, self.graphdsl_names())):
             if self.out == "bce" and i == len(layers) - 1:
                 W, b = W[0], b[0]
-            out[f"W{i}"], out[f"b{i}"] = np.array(W, np.float64), np.array(b, np.float64)
+            out[wn], out[bn] = np.array(W, np.float64), np.array(b, np.float64)
         return out
 
     def graphdsl_layers(self, params: dict) -> list:
-        layers = [(np.atleast_2d(params[f"W{i}"]), np.atleast_1d(params[f"b{i}"]))
-                  for i in range(len(self.sizes) - 1)]
-        return layers
+        return [(np.atleast_2d(params[wn]), np.atleast_1d(params[bn])) for wn, bn in self.graphdsl_names()]
 
 
 def sigmoid(x):
@@ -124,6 +153,20 @@ def sigmoid(x):
 
 
 ACTS = {"sigmoid": sigmoid, "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+def conv2d(x, k, padding: int):
+    """Images x [N, C, H, W] cross-correlated with kernels k [F, C, kh, kw], stride 1, zero-padded."""
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    patches = np.lib.stride_tricks.sliding_window_view(padded, k.shape[2:], axis=(2, 3))  # [N, C, Ho, Wo, kh, kw]
+    return np.einsum("nchwij,fcij->nfhw", patches, k, optimize=True)
+
+
+def max_pool(x, size: int):
+    """The largest entry of each size x size tile of x [N, C, H, W] (rows and columns left over dropped)."""
+    n, c, h, w = x.shape
+    h, w = h // size * size, w // size * size
+    return x[:, :, :h, :w].reshape(n, c, h // size, size, w // size, size).max(axis=(3, 5))
 
 
 def make(key: str, quick: bool = False) -> Workload:
@@ -158,4 +201,16 @@ def make(key: str, quick: bool = False) -> Workload:
         Y = np.argmax((X - 0.5) @ teacher, axis=1).astype(np.int64)  # learnable labels, 10 classes
         return Workload("W4", f"W4 MNIST-size: {n:,}x784 random data, 784-256-64-10 ReLU, SGD batch 128, 1 epoch",
                         [784, 256, 64, 10], "relu", "softmax_ce", 0.05, 1, 128, True, "samples/s", n, X, Y, "")
+    if key == "W5":
+        from sklearn import datasets
+        bunch = datasets.load_digits()
+        epochs = 3 if quick else 10
+        # specs/cnn_digits.nn's network: two conv layers (3x3, padded) with ReLU and 2x2 max pooling,
+        # then a ReLU hidden layer and the logits
+        return Workload("W5", f"W5 digits CNN: 1x8x8, conv 8 and 16 3x3 + ReLU + max pool 2, 64-32-10, "
+                              f"softmax CE, SGD batch 32, {epochs} epochs",
+                        [64, 32, 10], "relu", "softmax_ce", 0.05, epochs, 32, True, "samples/s", epochs * 1797,
+                        np.ascontiguousarray((bunch.data / 16.0).reshape(-1, 1, 8, 8)),
+                        bunch.target.astype(np.int64), "data digits", convs=((8, 3, 1), (16, 3, 1)),
+                        reference="torch")
     raise KeyError(key)

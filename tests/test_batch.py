@@ -216,6 +216,25 @@ LOSSES_DATA = {
     "y": [1, 0, 0, 1],
 }
 
+CONVOLUTION = """
+    input x[2, 5, 5]
+    input A[4, 4]
+    param K[3, 2, 3, 3] = he(seed=1)
+    param c[3] = [0.1, -0.2, 0.3]
+    param K2[2, 3, 2, 2] = he(seed=2)
+    z1 = conv2d(x, K, c, padding=1)
+    z2 = conv2d(x, K, stride=2)
+    z3 = conv2d(maxpool2d(z1, size=2), K2)
+    m1 = maxpool2d(relu(z1), size=3, stride=1)
+    m2 = maxpool2d(A)
+    a1 = avgpool2d(z1, size=2, stride=1)
+    a2 = avgpool2d(x, size=3, stride=2)
+    f = flatten(z3) + 1
+"""
+# Pools of all-zero windows after the ReLU, and ties: example 1's image is constant.
+CONVOLUTION_DATA = {"x": np.stack([np.random.default_rng(4).uniform(-1, 1, (2, 5, 5)), np.ones((2, 5, 5)),
+                                   np.random.default_rng(5).uniform(-1, 1, (2, 5, 5)), -np.ones((2, 5, 5))])}
+
 CASES = {
     "elementwise": (ELEMENTWISE, ELEMENTWISE_DATA),
     "products": (PRODUCTS, {}),
@@ -224,6 +243,7 @@ CASES = {
     "softmax": (SOFTMAX, {"A": [[[1, 2, 3], [0, 0, 0]], [[1000, 1, 2], [-3, 5, 5]], [[0.1, 0.2, 0.3], [1, 1, 1]],
                                 [[2, 2, 1], [0.5, 0.5, 0.5]]]}),
     "losses": (LOSSES, LOSSES_DATA),
+    "convolution": (CONVOLUTION, CONVOLUTION_DATA),
 }
 
 
@@ -348,6 +368,12 @@ NO_RULE = {
                                       "L = mse(w * z, t)\n"
                                       "data A = [[[1, 2], [3, 4]], [[0, 1], [1, 0]]], t = [[0, 0], [1, 1]]\n",
                                       "max along an axis of a per-example matrix", 3, "z = max(A, axis=1)"),
+    "per-example kernels": ("input x[1, 3, 3]\ninput k[1, 1, 2, 2]\ntarget t[1, 2, 2]\nz = conv2d(x, k)\n"
+                            "L = mse(z, t)\n"
+                            "data x = [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], [[[0, 1, 0], [1, 0, 1], [0, 1, 0]]]], "
+                            "k = [[[[[1, 0], [0, 1]]]], [[[[0, 1], [1, 0]]]]], "
+                            "t = [[[[0, 0], [0, 0]]], [[[1, 1], [1, 1]]]]\n",
+                            "kernels that differ from example to example", 4, "z = conv2d(x, k)"),
     "constant class index": ("input x[2]\nparam W[2, 2] = [[1, 0], [0, 1]]\nz = W x\nL = softmax_ce(z, 1)\n"
                              "data x = [[1, 2], [3, 4]]\n",
                              "a class index that is the same for every example", 4, "L = softmax_ce(z, 1)"),

@@ -430,6 +430,34 @@ case("conv2d_no_bias_leftover", "conv2d", "sum(u * conv2d(x, k, stride=2))",
      dict(x=normal(1, 7, 6), k=normal(2, 1, 2, 3), u=normal(2, 3, 2)),
      lambda x, k, u: wsum(u, tconv2d(x, k, stride=2)))
 
+
+def pool2d(fn, x, size, stride=None):
+    """A torch pooling function on an image [C, H, W] (or a matrix [H, W])."""
+    return fn(x.unsqueeze(0), size, stride)[0]
+
+
+# Windows that tile the image, overlap (stride 1), and leave the last row and column unread (5 x 5 by 2);
+# normal draws have no ties, so differences see each window's one largest entry.
+case("maxpool2d_tiles", "maxpool2d", "sum(u * maxpool2d(x))", dict(x=normal(2, 4, 4), u=normal(2, 2, 2)),
+     lambda x, u: wsum(u, pool2d(F.max_pool2d, x, 2)))
+case("maxpool2d_overlap_leftover", "maxpool2d", "sum(u * maxpool2d(x, size=3, stride=1)) + sum(v * maxpool2d(A))",
+     dict(x=normal(1, 5, 5), u=normal(1, 3, 3), A=normal(5, 5), v=normal(2, 2)),
+     lambda x, u, A, v: wsum(u, pool2d(F.max_pool2d, x, 3, 1)) + wsum(v, pool2d(F.max_pool2d, A, 2)))
+case("avgpool2d_tiles", "avgpool2d", "sum(u * avgpool2d(x, size=2))", dict(x=normal(2, 4, 4), u=normal(2, 2, 2)),
+     lambda x, u: wsum(u, pool2d(F.avg_pool2d, x, 2)))
+case("avgpool2d_overlap_leftover", "avgpool2d", "sum(u * avgpool2d(x, size=2, stride=1)) + sum(v * avgpool2d(A))",
+     dict(x=normal(1, 4, 4), u=normal(1, 3, 3), A=normal(5, 5), v=normal(2, 2)),
+     lambda x, u, A, v: wsum(u, pool2d(F.avg_pool2d, x, 2, 1)) + wsum(v, pool2d(F.avg_pool2d, A, 2)))
+# A small convolutional network: its kernels' gradients through both pools and flatten. The kernels
+# are params, so that the case's minibatch graph (test_cases_exercise_every_op) batches the image.
+case("conv_pool_flatten", ("conv2d", "maxpool2d", "avgpool2d", "flatten"),
+     "sum(u * flatten(avgpool2d(conv2d(maxpool2d(relu(conv2d(x, k, b, padding=1))), q), size=1)))",
+     dict(x=normal(1, 6, 6), k=Arg(lambda rng: rng.normal(size=(2, 1, 3, 3)), "param"),
+          b=Arg(lambda rng: rng.normal(size=2), "param"), q=Arg(lambda rng: rng.normal(size=(3, 2, 2, 2)), "param"),
+          u=normal(12)),
+     lambda x, k, b, q, u: wsum(u, F.avg_pool2d(F.conv2d(F.max_pool2d(torch.relu(tconv2d(x, k, b, padding=1)), 2),
+                                                           q), 1).flatten()))
+
 # Every operator the language has; adding one without a case above fails test_cases_cover_language.
 OPERATORS = ("op:+", "op:-", "op:*", "op:/", "op:^", "op:@", "op:juxt", "op:unary-", "op:'",
              "op:x[i]", "op:W[i,j]", "op:W[i]", "op:x[i:j]", "op:W[i:j, k]", "op:[a, b]", "op:[a; b]",
@@ -492,7 +520,8 @@ NUMBA_CASES = (
     "concat_matrices", "slice_vector", "slice_matrix", "reshape_flatten", "vector_down_columns",
     "softmax_matrix", "log_softmax_vector", "logsumexp_matrix", "softmax_ce_vector_index",
     "softmax_ce_matrix_onehot", "losses_scalar", "mse_scalar_target", "conv1d_stride1", "conv1d_stride2_leftover",
-    "conv2d_stride2_padding1", "conv2d_no_bias_leftover",
+    "conv2d_stride2_padding1", "conv2d_no_bias_leftover", "maxpool2d_overlap_leftover", "avgpool2d_overlap_leftover",
+    "conv_pool_flatten",
 )
 
 
@@ -513,14 +542,17 @@ def test_cases_cover_language():
     assert (set(FUNCTIONS) | set(OPERATORS)) - under_numba == set(), "not run under Numba by NUMBA_CASES"
 
 
-def minibatch_ops(spec) -> set:
-    """Ops of the case's graph rewritten for minibatches of 2 (`reshape` arises only there)."""
+def minibatch_ops(spec, wrt: list) -> tuple:
+    """(forward, backward) ops of the case's graph rewritten for minibatches of 2 and differentiated
+    as a training step is (`reshape` arises only there, and conv2d's `im2col` and its gradient)."""
     data = [spec.graph.names[n] for n in spec.names_of("input", "target")]
     try:
-        g, _ = batched(spec.graph, data, [spec.graph.names["L"]], 2)
+        g, new = batched(spec.graph, data, [spec.graph.names["L"]], 2)
     except SpecError:  # an op with no minibatch rule
-        return set()
-    return {n.op for n in g.nodes}
+        return set(), set()
+    forward = len(g.nodes)
+    backward(g, g.add("sum", [new[spec.graph.names["L"]]]), [new[spec.graph.names[n]] for n in wrt])
+    return {n.op for n in g.nodes[:forward]}, {n.op for n in g.nodes[forward:]}
 
 
 def test_cases_exercise_every_op():
@@ -533,7 +565,9 @@ def test_cases_exercise_every_op():
         g = spec.graph.copy()
         backward(g, g.names["L"], [g.names[n] for n in c.wrt])
         backward_ops |= {n.op for n in g.nodes[len(spec.graph.nodes):]}
-        forward_ops |= minibatch_ops(spec)
+        batched_forward, batched_backward = minibatch_ops(spec, c.wrt)
+        forward_ops |= batched_forward
+        backward_ops |= batched_backward
     leaf_kinds = {"input", "target", "param", "const"}
     assert set(OPS) - forward_ops - backward_ops == set(), "ops no gradient case builds"
     assert {n for n, op in OPS.items() if op.backward_only} & forward_ops == set()

@@ -100,6 +100,44 @@ def conv2d_dk_expected(g, x, *, height, width, stride, padding):
     return torch.autograd.grad(conv2d_t(torch.tensor(x), k, stride, padding), k, torch.tensor(g))[0].numpy()
 
 
+def unfold_t(x, window, stride, padding):
+    """im2col in torch: x [..., C, H, W] (a tensor) to [C kh kw, N Ho Wo], images side by side."""
+    cols = F.unfold(x.reshape((-1,) + x.shape[-3:]), window, padding=padding, stride=stride)  # [N, C kh kw, L]
+    return cols.permute(1, 0, 2).reshape(cols.shape[1], -1)
+
+
+def im2col_expected(x, *, window, stride, padding):
+    return unfold_t(torch.tensor(np.asarray(x, dtype=np.float64)), window, stride, padding).numpy()
+
+
+def col2im_expected(g, *, window, stride, padding, shape):
+    x = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    return torch.autograd.grad(unfold_t(x, window, stride, padding), x, torch.tensor(g))[0].numpy()
+
+
+def pool_t(fn, x, size, stride):
+    """A torch pooling function applied to each [H, W] plane of a tensor x [..., H, W]."""
+    y = fn(x.reshape((-1, 1) + x.shape[-2:]), size, stride)
+    return y.reshape(x.shape[:-2] + y.shape[-2:])
+
+
+def pooled(fn):
+    return lambda x, *, size, stride: pool_t(fn, torch.tensor(np.asarray(x, dtype=np.float64)), size, stride).numpy()
+
+
+def pool_dx_expected(fn, g, x, size, stride):
+    x = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    return torch.autograd.grad(pool_t(fn, x, size, stride), x, torch.tensor(g))[0].numpy()
+
+
+def maxpool_dx_expected(g, x, *, size, stride):
+    return pool_dx_expected(F.max_pool2d, g, x, size, stride)
+
+
+def avgpool_dx_expected(g, *, size, stride, height, width):
+    return pool_dx_expected(F.avg_pool2d, g, np.zeros(np.shape(g)[:-2] + (height, width)), size, stride)
+
+
 def pick_expected(z, k):
     z, k = torch.tensor(z), torch.tensor(np.asarray(k)).long()
     return torch.gather(z, -1, k.unsqueeze(-1)).squeeze(-1).numpy()
@@ -244,6 +282,37 @@ PROBES = {
                         {"height": 3, "width": 3, "stride": 2, "padding": 1}),
                   Probe((r(2, 3, 2), r(1, 7, 6)), conv2d_dk_expected,
                         {"height": 2, "width": 3, "stride": 2, "padding": 0})],
+    # one image and a batch; stride 2 with padding; an oblong window leaving the last column unread
+    "im2col": [Probe((r(2, 4, 4),), im2col_expected, {"window": (3, 3), "stride": 1, "padding": 1}),
+               Probe((r(3, 2, 5, 5),), im2col_expected, {"window": (3, 3), "stride": 2, "padding": 1}),
+               Probe((r(2, 1, 6, 7),), im2col_expected, {"window": (2, 3), "stride": 2, "padding": 0})],
+    "col2im": [Probe((r(18, 16),), col2im_expected, {"window": (3, 3), "stride": 1, "padding": 1, "shape": (2, 4, 4)}),
+               Probe((r(18, 27),), col2im_expected,
+                     {"window": (3, 3), "stride": 2, "padding": 1, "shape": (3, 2, 5, 5)}),
+               Probe((r(6, 18),), col2im_expected,
+                     {"window": (2, 3), "stride": 2, "padding": 0, "shape": (2, 1, 6, 7)})],
+    "swap01": [Probe((r(2, 3, 4),), T(lambda x: x.transpose(0, 1))), Probe((r(2, 3),), T(lambda x: x.transpose(0, 1))),
+               Probe((r(3, 2, 2, 2),), T(lambda x: x.transpose(0, 1)))],
+    # windows that tile the image, overlap (stride 1), leave a row and column unread, and a batch of images
+    "maxpool2d": [Probe((r(2, 4, 4),), pooled(F.max_pool2d), {"size": 2, "stride": 2}),
+                  Probe((r(1, 5, 5),), pooled(F.max_pool2d), {"size": 3, "stride": 1}),
+                  Probe((r(5, 5),), pooled(F.max_pool2d), {"size": 2, "stride": 2}),
+                  Probe((r(2, 2, 4, 6),), pooled(F.max_pool2d), {"size": 2, "stride": 2}),
+                  # ties, as a ReLU before the pool makes them: PyTorch's first largest entry takes the gradient
+                  Probe((np.array([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.5]]]),), pooled(F.max_pool2d),
+                        {"size": 2, "stride": 2}, smooth=False)],
+    "maxpool2d_dx": [Probe((r(2, 2, 2), r(2, 4, 4)), maxpool_dx_expected, {"size": 2, "stride": 2}),
+                     Probe((r(1, 3, 3), r(1, 5, 5)), maxpool_dx_expected, {"size": 3, "stride": 1}),
+                     Probe((r(2, 2, 2, 3), r(2, 2, 4, 6)), maxpool_dx_expected, {"size": 2, "stride": 2}),
+                     Probe((r(1, 1, 2), np.array([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.5]]])),
+                           maxpool_dx_expected, {"size": 2, "stride": 2})],
+    "avgpool2d": [Probe((r(2, 4, 4),), pooled(F.avg_pool2d), {"size": 2, "stride": 2}),
+                  Probe((r(1, 5, 5),), pooled(F.avg_pool2d), {"size": 3, "stride": 1}),
+                  Probe((r(5, 5),), pooled(F.avg_pool2d), {"size": 2, "stride": 2}),
+                  Probe((r(2, 2, 4, 6),), pooled(F.avg_pool2d), {"size": 2, "stride": 2})],
+    "avgpool2d_dx": [Probe((r(2, 2, 2),), avgpool_dx_expected, {"size": 2, "stride": 2, "height": 4, "width": 4}),
+                     Probe((r(1, 3, 3),), avgpool_dx_expected, {"size": 3, "stride": 1, "height": 5, "width": 5}),
+                     Probe((r(2, 2),), avgpool_dx_expected, {"size": 2, "stride": 2, "height": 5, "width": 5})],
 }
 ALL = [(op, i) for op in PROBES for i in range(len(PROBES[op]))]
 

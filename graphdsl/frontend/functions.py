@@ -70,13 +70,26 @@ def conv2d(x: Sym, k: Sym, b: Sym | None = None, stride=1, padding=0) -> Sym:
         return z
     if b.shape != z.shape[:1]:
         raise ShapeError(f"the bias must be {fmt_shape(z.shape[:1])}, one entry per kernel, not {fmt_shape(b.shape)}")
-    # b[f] is added at every output position of kernel f
-    return z + b.op("expand", shape=z.shape[:2], axis=1).op("expand", shape=z.shape, axis=2)
+    # b[f] is added at every output position of kernel f: a column [F, 1, 1] broadcast, whose
+    # gradient is one sum over the positions (and a minibatch's examples)
+    return z + b.op("reshape", shape=b.shape + (1, 1))
 
 
 define("conv2d", ["x", "k", "b"], conv2d,
        "2-D cross-correlation of an image x [C, H, W] with kernels k [F, C, kh, kw], plus an optional bias b [F]",
        optional=1, stride=("int", 1), padding=("count", 0))
+
+
+def pool(op: str) -> Callable:
+    """A pooling op's call: the windows move by their size unless a stride is given, as in PyTorch."""
+    def build(x: Sym, size=2, stride=None) -> Sym:
+        return x.op(op, size=size, stride=size if stride is None else stride)
+    return build
+
+
+for _op in ("maxpool2d", "avgpool2d"):
+    define(_op, ["x"], pool(_op), OPS[_op].doc + "; stride=size unless given", size=("int", 2),
+           stride=("int", None))
 
 
 def reshape(x: Sym, shape=None) -> Sym:

@@ -1,6 +1,7 @@
 """Numba helpers that generated code calls (as `K.name`), compiled once into Numba's cache:
 row-wise stable softmax and log-softmax, class-index checks, conv1d and conv2d
-with their gradients, and matrix products through BLAS."""
+with their gradients, the patch matrices (im2col) a minibatch of convolutions multiplies,
+max and average pooling with their gradients, and matrix products through BLAS."""
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -70,51 +71,212 @@ def conv1d_dk(g, x, d, stride):
 
 
 @njit(cache=True)
-def _pad2d(x, padding):
-    """x [C, H, W] with `padding` zeros around each channel."""
-    out = np.zeros((x.shape[0], x.shape[1] + 2 * padding, x.shape[2] + 2 * padding))
-    out[:, padding:padding + x.shape[1], padding:padding + x.shape[2]] = x
-    return out
+def _span(size, count, offset, stride):
+    """(lo, hi): the window positions o, of `count`, at which a tap `offset` entries from the
+    window's start (less the padding) reads inside the image, 0 <= o * stride + offset < size:
+    lo <= o < hi. The others read the zero padding."""
+    lo = max(0, (stride - 1 - offset) // stride)
+    return lo, max(lo, min(count, (size - 1 - offset) // stride + 1))
 
 
 @njit(cache=True)
-def conv2d(x, k, stride, padding):
-    xp = _pad2d(x, padding)
+def _zero(out):
+    flat = out.reshape(out.size)
+    for i in range(flat.size):
+        flat[i] = 0.0
+
+
+# The convolution helpers fill a buffer of the caller's and allocate nothing, so a training step
+# that calls them allocates nothing either. Padding is never materialised: each tap reads the
+# rows and columns `_span` finds inside the image.
+
+@njit(cache=True)
+def conv2d(x, k, stride, padding, out):
+    """out [F, Ho, Wo] = the cross-correlation of x [C, H, W] with k [F, C, kh, kw]."""
+    _zero(out)
     nf, nc, kh, kw = k.shape
-    rows, cols = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
-    out = np.zeros((nf, rows, cols))
     for f in range(nf):
         for c in range(nc):
             for a in range(kh):
+                i0, i1 = _span(x.shape[1], out.shape[1], a - padding, stride)
                 for b in range(kw):
-                    out[f] += k[f, c, a, b] * xp[c, a:a + stride * rows:stride, b:b + stride * cols:stride]
-    return out
+                    j0, j1 = _span(x.shape[2], out.shape[2], b - padding, stride)
+                    tap = k[f, c, a, b]
+                    for i in range(i0, i1):
+                        src, dst = x[c, i * stride + a - padding], out[f, i]
+                        for j in range(j0, j1):
+                            dst[j] += tap * src[j * stride + b - padding]
 
 
 @njit(cache=True)
-def conv2d_dx(g, k, height, width, stride, padding):
+def conv2d_dx(g, k, stride, padding, out):
+    """out [C, H, W] = the gradient of conv2d's image, for its output's gradient g [F, Ho, Wo]."""
+    _zero(out)
     nf, nc, kh, kw = k.shape
-    rows, cols = g.shape[1], g.shape[2]
-    dx = np.zeros((nc, height + 2 * padding, width + 2 * padding))
     for f in range(nf):
         for c in range(nc):
             for a in range(kh):
+                i0, i1 = _span(out.shape[1], g.shape[1], a - padding, stride)
                 for b in range(kw):
-                    dx[c, a:a + stride * rows:stride, b:b + stride * cols:stride] += k[f, c, a, b] * g[f]
-    return dx[:, padding:padding + height, padding:padding + width].copy()
+                    j0, j1 = _span(out.shape[2], g.shape[2], b - padding, stride)
+                    tap = k[f, c, a, b]
+                    for i in range(i0, i1):
+                        src, dst = g[f, i], out[c, i * stride + a - padding]
+                        for j in range(j0, j1):
+                            dst[j * stride + b - padding] += tap * src[j]
 
 
 @njit(cache=True)
-def conv2d_dk(g, x, height, width, stride, padding):
-    xp = _pad2d(x, padding)
-    nf, rows, cols = g.shape
-    dk = np.zeros((nf, x.shape[0], height, width))
+def conv2d_dk(g, x, stride, padding, out):
+    """out [F, C, kh, kw] = the gradient of conv2d's kernels, for its output's gradient g [F, Ho, Wo]."""
+    nf, nc, kh, kw = out.shape
     for f in range(nf):
-        for c in range(x.shape[0]):
-            for a in range(height):
-                for b in range(width):
-                    dk[f, c, a, b] = np.sum(g[f] * xp[c, a:a + stride * rows:stride, b:b + stride * cols:stride])
-    return dk
+        for c in range(nc):
+            for a in range(kh):
+                i0, i1 = _span(x.shape[1], g.shape[1], a - padding, stride)
+                for b in range(kw):
+                    j0, j1 = _span(x.shape[2], g.shape[2], b - padding, stride)
+                    acc = 0.0
+                    for i in range(i0, i1):
+                        src, grad = x[c, i * stride + a - padding], g[f, i]
+                        for j in range(j0, j1):
+                            acc += grad[j] * src[j * stride + b - padding]
+                    out[f, c, a, b] = acc
+
+
+@njit(cache=True)
+def _images(x):
+    """x [..., C, H, W] as [N, C, H, W]: a view (x is a buffer, C-contiguous)."""
+    return np.ascontiguousarray(x).reshape((-1,) + x.shape[-3:])
+
+
+@njit(cache=True)
+def im2col(x, window, stride, padding, out):
+    """out [C kh kw, N Ho Wo]: row (c, a, b) holds tap (a, b) of channel c of every window position
+    of every image of x [..., C, H, W] (N of them), image by image, row by row; 0 in the padding."""
+    images = _images(x)
+    n, nc, height, width = images.shape
+    kh, kw = window
+    rows, cols = (height + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1
+    _zero(out)
+    for c in range(nc):
+        for a in range(kh):
+            i0, i1 = _span(height, rows, a - padding, stride)
+            for b in range(kw):
+                j0, j1 = _span(width, cols, b - padding, stride)
+                taps = out[(c * kh + a) * kw + b].reshape((n, rows, cols))
+                for m in range(n):
+                    for i in range(i0, i1):
+                        src, dst = images[m, c, i * stride + a - padding], taps[m, i]
+                        for j in range(j0, j1):
+                            dst[j] = src[j * stride + b - padding]
+
+
+@njit(cache=True)
+def col2im(g, window, stride, padding, out):
+    """The gradient of im2col: out [..., C, H, W] = each entry of g [C kh kw, N Ho Wo] added to the
+    image entry it was read from."""
+    images = _images(out)
+    n, nc, height, width = images.shape
+    kh, kw = window
+    rows, cols = (height + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1
+    _zero(out)
+    for c in range(nc):
+        for a in range(kh):
+            i0, i1 = _span(height, rows, a - padding, stride)
+            for b in range(kw):
+                j0, j1 = _span(width, cols, b - padding, stride)
+                taps = g[(c * kh + a) * kw + b].reshape((n, rows, cols))
+                for m in range(n):
+                    for i in range(i0, i1):
+                        src, dst = taps[m, i], images[m, c, i * stride + a - padding]
+                        for j in range(j0, j1):
+                            dst[j * stride + b - padding] += src[j]
+
+
+@njit(cache=True)
+def swap01(x, out):
+    """out = x with its first two axes exchanged: [A, B, ...] to [B, A, ...]."""
+    rows, cols = x.reshape((x.shape[0], x.shape[1], -1)), out.reshape((x.shape[1], x.shape[0], -1))
+    for a in range(rows.shape[0]):
+        for b in range(rows.shape[1]):
+            src, dst = rows[a, b], cols[b, a]
+            for i in range(src.size):
+                dst[i] = src[i]
+
+
+@njit(cache=True)
+def _planes(x):
+    """x [..., H, W] as [N, H, W]: a view (x is a buffer, C-contiguous)."""
+    return np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])
+
+
+@njit(cache=True)
+def maxpool2d(x, size, stride, out):
+    """out [..., Ho, Wo] = the largest entry of each size x size window of x [..., H, W] (nan if
+    the window holds one)."""
+    planes, tops = _planes(x), _planes(out)
+    for m in range(planes.shape[0]):
+        for i in range(tops.shape[1]):
+            for j in range(tops.shape[2]):
+                top = -np.inf
+                for a in range(i * stride, i * stride + size):
+                    for b in range(j * stride, j * stride + size):
+                        top = np.maximum(top, planes[m, a, b])
+                tops[m, i, j] = top
+
+
+@njit(cache=True)
+def maxpool2d_dx(g, x, size, stride, out):
+    """The gradient of maxpool2d: out (x's shape) = each window's entry of g [..., Ho, Wo] added at
+    the window's first largest entry of x, row by row, as PyTorch and JAX choose (at its first nan
+    if it holds one, as np.argmax)."""
+    planes, grads = _planes(x), _planes(g)
+    plane, into = planes.reshape(planes.size), out.reshape(out.size)
+    _zero(out)
+    width = planes.shape[2]
+    for m in range(planes.shape[0]):
+        for i in range(grads.shape[1]):
+            for j in range(grads.shape[2]):
+                corner = (m * planes.shape[1] + i * stride) * width + j * stride
+                top, at = -np.inf, corner
+                for a in range(size):
+                    for b in range(size):
+                        k = corner + a * width + b
+                        # selects, not branches: which tap wins is data, which branches mispredict
+                        take = (plane[k] > top) | ((plane[k] != plane[k]) & (top == top))
+                        top = plane[k] if take else top
+                        at = k if take else at
+                into[at] += grads[m, i, j]
+
+
+@njit(cache=True)
+def avgpool2d(x, size, stride, out):
+    """out [..., Ho, Wo] = the mean of each size x size window of x [..., H, W]."""
+    planes, means = _planes(x), _planes(out)
+    for m in range(planes.shape[0]):
+        for i in range(means.shape[1]):
+            for j in range(means.shape[2]):
+                acc = 0.0
+                for a in range(i * stride, i * stride + size):
+                    for b in range(j * stride, j * stride + size):
+                        acc += planes[m, a, b]
+                means[m, i, j] = acc / (size * size)
+
+
+@njit(cache=True)
+def avgpool2d_dx(g, size, stride, out):
+    """The gradient of avgpool2d: out [..., H, W] = each window's entry of g [..., Ho, Wo] shared
+    equally by the entries of the window (overlapping windows add up)."""
+    grads, dx = _planes(g), _planes(out)
+    _zero(out)
+    for m in range(grads.shape[0]):
+        for i in range(grads.shape[1]):
+            for j in range(grads.shape[2]):
+                share = grads[m, i, j] / (size * size)
+                for a in range(i * stride, i * stride + size):
+                    for b in range(j * stride, j * stride + size):
+                        dx[m, a, b] += share
 
 
 @njit(cache=True)

@@ -1,15 +1,17 @@
 """Neural-network ops: the stable softmax family (over the last axis), picking
-a class's entry by index, and 1-D and 2-D convolution (cross-correlation)."""
+a class's entry by index, 1-D and 2-D convolution (cross-correlation), max and average pooling,
+and the patch matrix and axis swap a minibatch of convolutions runs as."""
 from __future__ import annotations
 
 import math
+from functools import reduce
 
 import numpy as np
 
 from graphdsl.backend.loops import entry, index, ivars, math_module, nest
 from graphdsl.errors import CLASS_INDEX_PROBLEM, ClassIndexError
 from graphdsl.ir.shapes import ShapeError, fmt_shape, plural
-from graphdsl.ir.ops.batching import per_row, unbatchable
+from graphdsl.ir.ops.batching import Unbatchable, per_row, unbatchable
 from graphdsl.ir.ops.registry import UNARY, Call, no_mults, register
 
 
@@ -164,17 +166,40 @@ def conv2d_shape(x: tuple, k: tuple, *, stride, padding) -> tuple:
                          f"not {fmt_shape(x)} and {fmt_shape(k)}{one_channel}")
     if k[1] != x[0]:
         raise ShapeError(f"the image has {plural(x[0], 'channel')} but the kernels have {plural(k[1], 'channel')}")
-    height, width = x[1] + 2 * padding, x[2] + 2 * padding
-    if k[2] > height or k[3] > width:
+    return (k[0],) + window_counts(x, k[2:], stride, padding, "the kernels ({} by {}) are")
+
+
+def window_counts(x: tuple, window: tuple, stride: int, padding: int, what: str = "the window ({} by {}) is") -> tuple:
+    """(rows, columns) of the window positions over the last two axes of x, zero-padded; `what`
+    names the window in the error where it does not fit."""
+    height, width = x[-2] + 2 * padding, x[-1] + 2 * padding
+    if window[0] > height or window[1] > width:
         image = f"the image padded to {height} by {width}" if padding else f"the image ({height} by {width})"
-        raise ShapeError(f"the kernels ({k[2]} by {k[3]}) are larger than {image}")
-    return (k[0], (height - k[2]) // stride + 1, (width - k[3]) // stride + 1)
+        raise ShapeError(f"{what.format(*window)} larger than {image}")
+    return (height - window[0]) // stride + 1, (width - window[1]) // stride + 1
 
 
 def windows(x, height, width, stride, padding):
-    """The patch of x under each output position, as a view shaped [C, Ho, Wo, height, width]."""
-    padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
-    return np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(1, 2))[:, ::stride, ::stride]
+    """The patch of x under each window position, over its last two axes (zero-padded), as a view
+    shaped [..., Ho, Wo, height, width]."""
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(padding, padding)] * 2)
+    view = np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(-2, -1))
+    return view[..., ::stride, ::stride, :, :]
+
+
+def tap(x, i: int, j: int, stride: int, rows: int, cols: int):
+    """The entries of x [..., H, W] at tap (i, j) of each of rows x cols windows: a view [..., rows, cols]."""
+    return x[..., i:i + stride * rows:stride, j:j + stride * cols:stride]
+
+
+def unwindows(taps, height, width, stride, padding):
+    """The adjoint of `windows`: x [..., height, width] holding the sum of the values `taps`
+    [..., Ho, Wo, kh, kw] gives each window tap at the entry it covers."""
+    rows, cols, kh, kw = taps.shape[-4:]
+    x = np.zeros(taps.shape[:-4] + (height + 2 * padding, width + 2 * padding))
+    for i, j in np.ndindex(kh, kw):
+        tap(x, i, j, stride, rows, cols)[...] += taps[..., i, j]
+    return x[..., padding:padding + height, padding:padding + width]
 
 
 def conv2d_ref(x, k, *, stride, padding):
@@ -182,11 +207,8 @@ def conv2d_ref(x, k, *, stride, padding):
 
 
 def conv2d_dx_ref(g, k, *, height, width, stride, padding):
-    dx = np.zeros((k.shape[1], height + 2 * padding, width + 2 * padding))
-    rows, cols = g.shape[1:]
-    for i, j in np.ndindex(*k.shape[2:]):  # each kernel tap sends g back to the inputs it read
-        dx[:, i:i + stride * rows:stride, j:j + stride * cols:stride] += np.einsum("fc,fhw->chw", k[:, :, i, j], g)
-    return dx[:, padding:padding + height, padding:padding + width]
+    cols = k.reshape(k.shape[0], -1).T @ g.reshape(g.shape[0], -1)
+    return col2im_ref(cols, window=k.shape[2:], stride=stride, padding=padding, shape=(k.shape[1], height, width))
 
 
 def conv2d_dk_ref(g, x, *, height, width, stride, padding):
@@ -198,18 +220,132 @@ def conv2d_vjp(g, y, x, k, stride, padding):
             g.op("conv2d_dk", x, height=k.shape[2], width=k.shape[3], stride=stride, padding=padding))
 
 
+def conv2d_batch(node, args: list, flags: list, size: int):
+    """The whole batch in one BLAS product: every example's patches side by side as the columns of
+    one matrix (im2col), [F, C kh kw] @ [C kh kw, B Ho Wo], then the examples moved to the front.
+    Each step then runs in buffers made once, where a kernel per image would allocate."""
+    (x, k), (_, per_example_kernels) = args, flags
+    if per_example_kernels:
+        raise Unbatchable("kernels that differ from example to example")
+    count, channels, kh, kw = k.shape
+    _, rows, cols = node.shape
+    patches = x.op("im2col", window=(kh, kw), stride=node.kw["stride"], padding=node.kw["padding"])
+    z = k.op("reshape", shape=(count, channels * kh * kw)) @ patches
+    z = z.op("reshape", shape=(count, size, rows * cols)).op("swap01")
+    return z.op("reshape", shape=(size, count, rows, cols))
+
+
+def call_kernel(name: str, *attrs: str):
+    """An emitter calling helper K.<name>(operands..., attrs..., out), which fills the buffer `out`."""
+    def emit(out: str, args: list, in_shapes: list, dims: tuple, **kw) -> list:
+        return [f"K.{name}({', '.join([*args, *(str(kw[a]) for a in attrs), out])})"]
+    return emit
+
+
 # call: a spec calls conv2d through the function of that name, which adds an optional bias
 register("conv2d", doc="z[f, i, j] = sum_(c,p,q) k[f, c, p, q] x[c, i*stride + p, j*stride + q]: "
                        "cross-correlation, x zero-padded",
-         shape=conv2d_shape, ref=conv2d_ref, vjp=conv2d_vjp, code="K.conv2d({0}, {1}, {stride}, {padding})",
-         batch=unbatchable,
+         shape=conv2d_shape, ref=conv2d_ref, vjp=conv2d_vjp, emit=call_kernel("conv2d", "stride", "padding"),
+         batch=conv2d_batch,
          mults=lambda args, out: math.prod(out) * math.prod(args[1][1:]),  # F Ho Wo outputs, each C kh kw
          call=None)
 register("conv2d_dx", doc="gradient of conv2d with respect to its image",
          shape=lambda g, k, *, height, width, stride, padding: (k[1], height, width), ref=conv2d_dx_ref, vjp=None,
-         code="K.conv2d_dx({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
-         mults=no_mults, call=None)
+         emit=call_kernel("conv2d_dx", "stride", "padding"), batch=unbatchable, mults=no_mults, call=None)
 register("conv2d_dk", doc="gradient of conv2d with respect to its kernels",
          shape=lambda g, x, *, height, width, stride, padding: (g[0], x[0], height, width), ref=conv2d_dk_ref,
-         vjp=None, code="K.conv2d_dk({0}, {1}, {height}, {width}, {stride}, {padding})", batch=unbatchable,
-         mults=no_mults, call=None)
+         vjp=None, emit=call_kernel("conv2d_dk", "stride", "padding"), batch=unbatchable, mults=no_mults, call=None)
+
+
+def im2col_shape(x: tuple, *, window, stride, padding) -> tuple:
+    if len(x) < 3:
+        raise ShapeError(f"needs images [..., channels, height, width], not {fmt_shape(x)}")
+    rows, cols = window_counts(x, window, stride, padding)
+    return (x[-3] * window[0] * window[1], math.prod(x[:-3]) * rows * cols)
+
+
+def im2col_ref(x, *, window, stride, padding):
+    patches = windows(x.reshape((-1,) + x.shape[-3:]), *window, stride, padding)  # [N, C, Ho, Wo, kh, kw]
+    return patches.transpose(1, 4, 5, 0, 2, 3).reshape(x.shape[-3] * window[0] * window[1], -1)
+
+
+def col2im_ref(g, *, window, stride, padding, shape):
+    taps = g.reshape(shape[-3], *window, -1, *window_counts(shape, window, stride, padding))  # [C, kh, kw, N, Ho, Wo]
+    return unwindows(taps.transpose(3, 0, 4, 5, 1, 2), *shape[-2:], stride, padding).reshape(shape)
+
+
+# batch: im2col and swap01 are made only by conv2d's minibatch rule, in a graph already batched
+register("im2col", doc="the patches under a window, one column per position of every image (x [..., C, H, W]) "
+                       "and one row per channel and tap, zero-padded",
+         shape=im2col_shape, ref=im2col_ref,
+         vjp=lambda g, y, x, window, stride, padding: (
+             g.op("col2im", window=window, stride=stride, padding=padding, shape=x.shape),),
+         emit=call_kernel("im2col", "window", "stride", "padding"), batch=unbatchable, mults=no_mults, call=None)
+register("col2im", doc="gradient of im2col: each patch entry added back to the image entry it came from",
+         shape=lambda g, *, window, stride, padding, shape: shape, ref=col2im_ref, vjp=None,
+         emit=call_kernel("col2im", "window", "stride", "padding"), batch=unbatchable, mults=no_mults, call=None)
+
+
+def swap_shape(x: tuple) -> tuple:
+    if len(x) < 2:
+        raise ShapeError(f"needs two axes or more, not {fmt_shape(x)}")
+    return (x[1], x[0]) + x[2:]
+
+
+register("swap01", doc="the first two axes exchanged, x [A, B, ...] to [B, A, ...], into a buffer of its own",
+         shape=swap_shape, ref=lambda x: np.swapaxes(x, 0, 1), vjp=lambda g, y, x: (g.op("swap01"),),
+         emit=call_kernel("swap01"), batch=unbatchable, mults=no_mults, call=None)
+
+
+def pool_shape(x: tuple, *, size, stride) -> tuple:
+    if len(x) < 2:
+        raise ShapeError(f"needs an image [channels, height, width] (or a matrix [height, width]), not {fmt_shape(x)}")
+    return x[:-2] + window_counts(x, (size, size), stride, 0)
+
+
+def pooled(fold):
+    """A pooling op's reference: `fold` (np.maximum, np.add) over the taps of every window at once,
+    tap by tap: a reduction over the last two axes of a window view is much slower."""
+    def ref(x, *, size, stride):
+        rows, cols = window_counts(x.shape, (size, size), stride, 0)
+        return reduce(fold, (tap(x, i, j, stride, rows, cols) for i, j in np.ndindex(size, size)))
+    return ref
+
+
+def maxpool_dx_ref(g, x, *, size, stride):
+    """g sent to the first largest entry of each window, row by row (PyTorch's and JAX's choice)."""
+    taps = windows(x, size, size, stride, 0)
+    first = np.argmax(taps.reshape(g.shape + (size * size,)), axis=-1)
+    chosen = (np.arange(size * size) == first[..., None]).reshape(taps.shape)
+    return unwindows(g[..., None, None] * chosen, *x.shape[-2:], stride, 0)
+
+
+# batch: per_row, since pooling works plane by plane over the last two axes: the batch is one more
+# leading axis. call: a spec calls each pooling op through a function of its name, whose stride
+# defaults to the window's size. The gradient of max pooling goes to one entry of a window, not
+# shared between ties as max's is, so that training follows PyTorch's and JAX's step for step
+register("maxpool2d", doc="the largest entry of each size x size window, moved by stride, over the last two axes",
+         shape=pool_shape, ref=pooled(np.maximum),
+         vjp=lambda g, y, x, size, stride: (g.op("maxpool2d_dx", x, size=size, stride=stride),),
+         emit=call_kernel("maxpool2d", "size", "stride"), batch=per_row, mults=no_mults, call=None)
+register("maxpool2d_dx", doc="gradient of maxpool2d: each window's gradient to its first largest entry",
+         shape=lambda g, x, *, size, stride: x, ref=maxpool_dx_ref, vjp=None,
+         emit=call_kernel("maxpool2d_dx", "size", "stride"), batch=unbatchable, mults=no_mults, call=None)
+
+
+window_sums = pooled(np.add)
+
+
+def avgpool_dx_ref(g, *, size, stride, height, width):
+    return unwindows(np.broadcast_to(g[..., None, None] / (size * size), g.shape + (size, size)), height, width,
+                     stride, 0)
+
+
+register("avgpool2d", doc="the mean of each size x size window, moved by stride, over the last two axes",
+         shape=pool_shape, ref=lambda x, *, size, stride: window_sums(x, size=size, stride=stride) / (size * size),
+         vjp=lambda g, y, x, size, stride: (
+             g.op("avgpool2d_dx", size=size, stride=stride, height=x.shape[-2], width=x.shape[-1]),),
+         emit=call_kernel("avgpool2d", "size", "stride"), batch=per_row, mults=no_mults, call=None)
+register("avgpool2d_dx", doc="gradient of avgpool2d: each window's gradient shared equally by its entries",
+         shape=lambda g, *, size, stride, height, width: g[:-2] + (height, width), ref=avgpool_dx_ref, vjp=None,
+         emit=call_kernel("avgpool2d_dx", "size", "stride"), batch=unbatchable, mults=no_mults, call=None)

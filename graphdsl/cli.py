@@ -1,9 +1,11 @@
-"""The `graphdsl` command: run (and train), check, summary, draw, explain, show-ir, show-code, sweep and lsp.
+"""The `graphdsl` command: run (and train), predict, evaluate, check, summary, draw, explain, show-ir,
+show-code, sweep and lsp.
 
 Exit codes: 0 ok, 1 a check failed, 2 a usage or spec error, 3 a bug in graphdsl, 130 Ctrl-C.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -11,7 +13,7 @@ import sys
 import click
 import numpy as np
 
-from graphdsl.errors import DataError, SpecError
+from graphdsl.errors import DataError, SpecError, WriteError
 from graphdsl.tools.formats import FORMATS
 
 spec_path = click.argument("spec", type=click.Path(exists=True, dir_okay=False))
@@ -25,10 +27,10 @@ sets_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
 
 def read_spec(path: str) -> str:
     """The text of a spec file; a file that cannot be read, or is not UTF-8, is a SpecError."""
+    from graphdsl.files import read_regular
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        return raw.decode("utf-8-sig")  # -sig: drop the byte-order mark some editors write
+        return read_regular(path).decode("utf-8-sig")  # -sig: drop the byte-order mark some editors write
     except UnicodeDecodeError as err:
         raise SpecError(f"the file is not UTF-8 text (byte {err.start} cannot be read)", filename=path) from None
     except OSError as err:
@@ -51,13 +53,29 @@ def checked(path: str, settings: dict | None = None):
     return spec
 
 
+# What writing to stdout raises (no file name: our own files' errors name theirs) when its reader
+# has gone (`| head`), or the disk or file it goes to is full.
+STREAM_ERRORS = (errno.EPIPE, errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO)
+
+
 class Cli(click.Group):
-    """Turns SpecError and DataError into a message on stderr and exit code 2, and Ctrl-C into
-    exit code 130; anything else is a bug, reported in one line unless GRAPHDSL_DEBUG is set."""
+    """Turns SpecError and DataError into a message on stderr and exit code 2, a file or stdout that
+    could not be written mid-run into exit code 1, and Ctrl-C into exit code 130; anything else is
+    a bug, reported in one line unless GRAPHDSL_DEBUG is set."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except WriteError as err:
+            click.echo(str(err), err=True)
+            sys.exit(1)
+        except OSError as err:
+            if err.filename is not None or err.errno not in STREAM_ERRORS:
+                internal_error(err)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit does not flush into it again
+            if err.errno != errno.EPIPE:  # a reader that left needs no message
+                click.echo(f"graphdsl: cannot write the output: {err.strerror}", err=True)
+            sys.exit(1)
         except (SpecError, DataError) as err:
             click.echo(str(err), err=True)
             sys.exit(2)
@@ -67,11 +85,16 @@ class Cli(click.Group):
             click.echo("graphdsl: interrupted (Ctrl-C) before it finished", err=True)
             sys.exit(130)
         except Exception as err:
-            if os.environ.get("GRAPHDSL_DEBUG"):
-                raise
-            click.echo(f"graphdsl: internal error ({type(err).__name__}: {err}). This is a bug in graphdsl; "
-                       "please report it with your spec. GRAPHDSL_DEBUG=1 shows the details.", err=True)
-            sys.exit(3)
+            internal_error(err)
+
+
+def internal_error(err: Exception):
+    """Exit 3 for a bug in graphdsl, in one line (GRAPHDSL_DEBUG=1: the traceback)."""
+    if os.environ.get("GRAPHDSL_DEBUG"):
+        raise err
+    click.echo(f"graphdsl: internal error ({type(err).__name__}: {err}). This is a bug in graphdsl; "
+               "please report it with your spec. GRAPHDSL_DEBUG=1 shows the details.", err=True)
+    sys.exit(3)
 
 
 @click.group(cls=Cli)
@@ -144,17 +167,22 @@ def trained(model, history, precision: int, fmt: str = "text", saved: str | None
     return between(fmt).join(blocks + ([note(f"frozen, so left as they were: {frozen}", fmt)] if frozen else []))
 
 
-def predictions(model, data) -> str:
-    """CSV, one row an example: the predicted values, with the class for a classifier."""
+def predictions(model, data, node: str | None = None) -> str:
+    """CSV, one row an example: the predicted values (of `node`, by default what the loss compares
+    with its target), then the class for a classifier: one an example, or one an entry for a cut."""
+    from graphdsl.training.evaluate import prediction_of
+    from graphdsl.training.metrics import decided
     from graphdsl.training.records import csv_row, flat_names, quoted_line
 
-    values = model.predict(data)
+    values = model.predict(data, node)
     train = model.spec.training
-    name = model.spec.graph.name_of(train.metric[1]) or "prediction"
-    argmax = train.metric[0].argmax
-    rows = values.reshape(len(values), -1)
-    lines = [quoted_line(flat_names(name, values.shape[1:]) + (["class"] if argmax else []))]
-    lines += [csv_row([*row.tolist(), *([int(np.argmax(row))] if argmax else [])]) for row in rows]
+    name = node or model.spec.graph.name_of(prediction_of(train)) or "prediction"
+    metric = train.metric[0] if node is None and train.metric else None
+    found = decided(metric, values).reshape(len(values), -1) if metric else np.zeros((len(values), 0), np.int64)
+    header = flat_names(name, values.shape[1:])
+    header += flat_names("class", () if metric.argmax else values.shape[1:]) if metric else []
+    lines = [quoted_line(header)]
+    lines += [csv_row([*row.tolist(), *decision.tolist()]) for row, decision in zip(values.reshape(len(values), -1), found)]
     return "".join(lines)
 
 
@@ -166,6 +194,23 @@ def command_line_data(data: str | None):
         return data
     paths = tuple(os.path.abspath(part) for part in data.split(","))
     return paths if len(paths) > 1 else paths[0]
+
+
+def refuse_overwriting(spec: str, model, data, outputs: dict, **reads) -> None:
+    """Before any work: no output (option -> path) may name a file the run reads (the spec, the
+    training data, `reads`: option -> path or --data SOURCE) or another output, nor a device or
+    FIFO (files.check_outputs). --checkpoint may name --resume's file: that is how a run goes on."""
+    from graphdsl.files import check_outputs
+    from graphdsl.training.examples import data_files
+
+    inputs = [("the spec", spec), *(("a data file", path) for path in data_files(model, data))]
+    for option, given in reads.items():
+        if option == "predict" and given:
+            inputs += [("a --predict file", path) for path in data_files(model, command_line_data(given))]
+        else:
+            inputs.append((f"the --{option} file", given))
+    check_outputs(inputs, [("--" + flag, path) for flag, path in outputs.items()],
+                  may_share=(("--checkpoint", "the --resume file"),))
 
 
 def settings_from(pairs) -> dict:
@@ -192,29 +237,34 @@ def settings_from(pairs) -> dict:
               help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="BLAS threads while training  [default: as they are]")
 def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
-        detect_anomaly):
+        detect_anomaly, threads):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for: what it asks
     before `minimize` at the given params, what it asks after at the trained ones."""
     from graphdsl.training import records
 
     model = open_spec(spec, engine, settings_from(sets))
     data = command_line_data(data)
+    refuse_overwriting(spec, model, data, {"trace": trace, "log": log, "plot": plot, "save": save,
+                                           "checkpoint": checkpoint}, load=load_from, resume=resume,
+                       predict=predict_from)
     if load_from:
-        shapes = {n: v.shape for n, v in model.params.items()}
-        model.params.update(records.load_weights(load_from, shapes)[0])
+        model.load_weights(load_from)
     if model.spec.training is None and (data or trace or log or plot or save or checkpoint or resume):
         raise click.UsageError("training options need a spec that says `minimize L using ...`")
     before, after = in_order(model)
     printed = []  # the blocks printed so far: each is printed as soon as it is known
     if not predict_from:
         answer(model, before, precision, detect_anomaly, printed, model.spec.training is not None, fmt)
+    if plot:
+        records.plotting(plot)  # a missing matplotlib is found before training, not after it
     if model.spec.training is not None:
-        history = train_for_run(model, data, trace, log, checkpoint, resume)
+        history = train_for_run(model, data, trace, log, checkpoint, resume, threads)
+        if save:  # the weights first: what can fail after them must not lose them
+            records.save_weights(save, model.params)
         if plot:
             records.plot_history(history, plot)
-        if save:
-            records.save_weights(save, model.params)
         if not predict_from:
             say(trained(model, history, precision, fmt, save), printed, fmt)
     if predict_from:
@@ -254,13 +304,14 @@ def answer(model, requests, precision: int, detect_anomaly: bool, printed: list,
         say(note(f"(what the spec shows is not printed: {err})", fmt), printed, fmt)
 
 
-def train_for_run(model, data, trace, log, checkpoint, resume):
+def train_for_run(model, data, trace, log, checkpoint, resume, threads):
     """model.train for `graphdsl run`: a failed or interrupted run exits with its message."""
     from graphdsl.training.progress import TrainingInterrupted
     from graphdsl.training.trainer import TrainingError
 
     try:
-        return model.train(data, trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=True)
+        return model.train(data, trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=True,
+                           threads=threads)
     except TrainingError as err:
         click.echo(str(err), err=True)
         sys.exit(1)
@@ -270,6 +321,48 @@ def train_for_run(model, data, trace, log, checkpoint, resume):
         click.echo(f"interrupted: the weights after epoch {stop.epoch} (step {stop.step}) are complete; {kept}",
                    err=True)
         sys.exit(130)
+
+
+weights_opt = click.option("--load", "load_from", required=True, type=click.Path(exists=True, dir_okay=False),
+                           help="the weights, an .npz as --save or Model.save writes")
+
+
+def saved_model(spec: str, load_from: str, sets):
+    """The spec's model at the weights in `load_from`, trained no further."""
+    model = open_spec(spec, settings=settings_from(sets))
+    model.load_weights(load_from)
+    return model
+
+
+@main.command()
+@spec_path
+@weights_opt
+@click.argument("data")
+@click.option("--node", help="the node to predict  [default: what the loss compares with its target]")
+@sets_opt
+def predict(spec, load_from, data, node, sets):
+    """Print, as CSV, the prediction for each example in DATA (a CSV, .npz or IDX file, or iris or
+    digits; inputs alone will do) at the weights in --load, with no training: the values the loss
+    compares with its target, and the class for a classifier (softmax_ce, bce, bce_logits)."""
+    click.echo(predictions(saved_model(spec, load_from, sets), command_line_data(data), node), nl=False)
+
+
+@main.command()
+@spec_path
+@weights_opt
+@click.argument("data", required=False)
+@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+@format_opt
+@sets_opt
+def evaluate(spec, load_from, data, precision, fmt, sets):
+    """Print the loss and metrics over the examples in DATA (inputs and targets; by default the spec's
+    data) at the weights in --load, with no training: accuracy, precision, recall, F1 and the
+    confusion matrix of a classifier, or the mean absolute error and R^2 of a regressor."""
+    from graphdsl.tools.report import table
+
+    model = saved_model(spec, load_from, sets)
+    found = model.evaluate(command_line_data(data))
+    click.echo(table(f"at the weights in {load_from}", list(found.items()), precision, fmt))
 
 
 @main.command()
@@ -424,6 +517,7 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
     model = open_spec(spec)
     if model.spec.training is None:  # a bad spec is reported once, not once per trial
         raise click.UsageError("a sweep trains: the spec must say `minimize L using ...`")
+    refuse_overwriting(spec, model, command_line_data(data), {"out": out, "plot": plot})
     grid = {name: sw.parse_values(v) for name, v in (split_pair(p, "--grid") for p in grids)}
     drawn = {name: sw.Range.parse(v) for name, v in (split_pair(p, "--range") for p in ranges)}
     trials = sw.plan(settings_from(sets), grid, drawn, random, seeds)

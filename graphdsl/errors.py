@@ -86,6 +86,12 @@ class DataError(ValueError):
     """Values handed to a model that do not fit its spec (unknown name, wrong shape, missing)."""
 
 
+class WriteError(DataError):
+    """An output file that could not be written once the run was under way (the disk full, a
+    file-size limit): the run failed (`graphdsl run` exits 1), and what the file held before the
+    failed write is kept whole."""
+
+
 class ClassIndexError(ValueError):
     """A class index out of range, met while running; the model reports it as a DataError."""
 

@@ -1,9 +1,11 @@
 """graphdsl's files: replaced atomically (a reader, or a crash at any moment, finds the old complete
-file or the new complete one, never half of either), appended files cut back to whole lines, output
-files locked while a run writes them, and the private cache directory of generated code."""
+file or the new complete one, never half of either), a run's outputs checked against its inputs and
+each other before it starts, output files locked while a run writes them, and the private cache
+directory of generated code."""
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import shutil
 import stat
@@ -28,8 +30,12 @@ def replace_atomically(path, write) -> None:
     `path`. The temp file (`.tmp-<name>.<pid>.<random>`) sits in the same directory, so the replace
     is a rename on one filesystem; `open(..., "x")` rather than mkstemp gives it the usual
     umask permissions, not 0600. An OSError propagates, and no temp file stays behind; one that a
-    killed writer left is removed by the next write of the same file."""
-    path = Path(path)
+    killed writer left is removed by the next write of the same file. A symbolic link is followed,
+    so the file it names is replaced and the link kept; a device or FIFO is never replaced."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "it is not a regular file (writing replaces the file, and this is a "
+                                    "device, FIFO, socket or directory)")
     remove_stale_temps(path)
     tmp = path.with_name(f"{TMP}{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
     try:
@@ -72,12 +78,50 @@ def alive(pid: int) -> bool:
     return True
 
 
-def cut_torn_line(path) -> None:
-    """Truncate a file appended to line by line after its last newline: a process killed in
-    the middle of an append can leave a line without one."""
-    with open(path, "rb+") as f:
-        text = f.read()
-        f.truncate(text.rfind(b"\n") + 1)
+def read_regular(path) -> bytes:
+    """The bytes of a regular file. Anything else is an OSError, before a byte is read: a FIFO would
+    block until some other process writes to it, and a device such as /dev/zero never ends. The file
+    is opened without blocking (O_NONBLOCK, which a regular file ignores), then looked at."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "it is not a regular file (a FIFO, device or socket)")
+        return f.read()
+
+
+def same_file(a, b) -> bool:
+    """Whether two paths name one file: the same path once links and `..` are resolved, or, for
+    files that exist, the same file however reached (a hard link, a case-insensitive name)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): the paths differ, so the files will
+        return False
+
+
+def check_outputs(inputs: list, outputs: list, may_share: tuple = ()) -> None:
+    """Refuse a run's outputs before it starts: one that names an input or another output (a run
+    would overwrite the file it reads, or write two things to one file), that is not a regular file
+    (a device or FIFO), or whose folder does not exist. `inputs` are (what it is, path) pairs and
+    `outputs` (option, path) pairs, None paths skipped; `may_share` holds the (option, what) pairs
+    that may name one file, as --checkpoint and --resume's file do to go on with a run."""
+    inputs = [(what, path) for what, path in inputs if path is not None]
+    outputs = [(flag, path) for flag, path in outputs if path is not None]
+    for k, (flag, path) in enumerate(outputs):
+        for what, given in inputs:
+            if (flag, what) not in may_share and same_file(path, given):
+                raise DataError(f"{flag} {path} is {what} ({given}): the run would overwrite what it reads; "
+                                "write to another file")
+        for other, given in outputs[:k]:
+            if same_file(path, given):
+                raise DataError(f"{flag} {path} is also the file of {other} ({given}): the run would write both "
+                                "into it; give each its own file")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise DataError(f"{flag} {path} is not a regular file (a device, FIFO or folder): write to a file")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise DataError(f"{flag} {path}: the folder {folder} does not exist")
 
 
 def locked_for_writing(path):
@@ -162,15 +206,21 @@ def cache_dir() -> Path:
 
 def stand_in(path: Path, err: OSError) -> Path:
     """The private temporary directory standing in for a cache that cannot be written, with one warning."""
+    fallback = fallback_dir()  # first: without one either, the error says so, not the warning
     warn_once("cache", f"cannot write the cache {path} ({err.strerror or err}); "
                        "compiling into a temporary directory instead (set GRAPHDSL_CACHE_DIR to change it)")
-    return fallback_dir()
+    return fallback
 
 
 @lru_cache(maxsize=1)
 def fallback_dir() -> Path:
     """A private directory for this process when the cache cannot be used. mkdtemp makes it
     0700 and new, so no other user can plant a module in it; it goes when the process ends."""
-    path = Path(tempfile.mkdtemp(prefix="graphdsl-cache-"))
+    try:
+        path = Path(tempfile.mkdtemp(prefix="graphdsl-cache-"))
+    except OSError as err:
+        raise DataError(f"graphdsl compiles into a cache directory, and neither {configured_cache_dir()} nor "
+                        f"a temporary directory can be written ({err.strerror or err}): set "
+                        "GRAPHDSL_CACHE_DIR to a directory you can write") from None
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path

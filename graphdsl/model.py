@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from graphdsl.ir.graph import Graph
 from graphdsl.ir.ops import OPS
 from graphdsl.ir.ops.nn import not_class_indices
 from graphdsl.ir.shapes import fmt_shape
+from graphdsl.training import records
+from graphdsl.training.data import checked_params, fitted
 from graphdsl.transforms.interpret import evaluate
 
 ENGINES = ("auto", "numba", "numpy")
@@ -37,6 +40,34 @@ def class_index_leaves(graph: Graph) -> dict:
         if at is not None and graph.nodes[node.args[at]].is_leaf:
             found[node.args[at]] = graph.nodes[node.args[0]].shape[-1]
     return found
+
+
+def param_shapes(spec: Spec) -> dict:
+    """Each param's shape, by name, as the spec declares it."""
+    return {n: spec.graph.nodes[spec.graph.names[n]].shape for n in spec.names_of("param")}
+
+
+def fitted_params(model) -> dict:
+    """model.params as compiled code reads them (data.checked_params), checked whenever code is about
+    to read them: a user may have set any of them to anything. What needed converting is kept so."""
+    model.params.update(checked_params(model.params, param_shapes(model.spec)))
+    return model.params
+
+
+@contextmanager
+def claimed(model):
+    """The model marked as trained by this thread for the block: each run reads the params once and
+    writes them as it goes, so two at once would lose one's work."""
+    with STARTING:
+        if model._trained_by is not None:
+            raise RuntimeError(f"this model is already training (in thread {model._trained_by}); wait for "
+                               "that train() to return, or train a model of its own: graphdsl.compile or "
+                               "graphdsl.load makes one")
+        model._trained_by = threading.current_thread().name
+    try:
+        yield
+    finally:
+        model._trained_by = None
 
 
 class Model:
@@ -78,17 +109,15 @@ class Model:
             if name not in settable:
                 raise DataError(f"`{name}` is not an input, target or param of this spec; "
                                 f"those are {', '.join(settable)}")
-        return {node.id: self._leaf_value(graph, node, self._leaf_names[node.id], inputs)
+        params = fitted_params(self)
+        return {node.id: self._leaf_value(graph, node, self._leaf_names[node.id], inputs, params)
                 for node in graph.leaves() if node.id in self._leaf_names}  # not a Jacobian's seed, given per call
 
-    def _leaf_value(self, graph: Graph, node, name: str, inputs: dict):
+    def _leaf_value(self, graph: Graph, node, name: str, inputs: dict, params: dict):
         if name in inputs:
-            value = np.asarray(inputs[name], dtype=np.float64)
-            if value.shape != node.shape:
-                raise DataError(f"`{name}` must be {fmt_shape(node.shape)}, but the value given is "
-                                f"{fmt_shape(value.shape)}")
-        elif name in self.params:
-            value = self.params[name]
+            value = fitted(f"`{name}`", inputs[name], node.shape)
+        elif name in params:
+            value = params[name]
         elif node.id in graph.values:
             value = graph.values[node.id]
         else:
@@ -99,7 +128,7 @@ class Model:
             raise DataError(problem)
         if problem:
             raise SpecError(problem, node.span, filename=self.spec.filename, text=self.spec.text)
-        return float(value) if node.shape == () else np.ascontiguousarray(value, dtype=np.float64)
+        return float(value) if node.shape == () else value
 
     def _run(self, program: pipeline.Program, inputs: dict, extra: dict | None = None) -> dict:
         leaves = self.leaf_values(program.graph, inputs)
@@ -143,7 +172,7 @@ class Model:
                 for basis in np.eye(int(np.prod(shape_f)))]
         return np.array(rows).reshape(shape_f + g.nodes[g.names[wrt]].shape)
 
-    def train(self, data=None, *, trace=None, log=None, checkpoint=None, resume=None, progress=False,
+    def train(self, data=None, *, trace=None, log=None, checkpoint=None, resume=None, progress=False, threads=None,
               **changes):
         """Train the params as the spec's `minimize` statement says; returns a History.
 
@@ -152,33 +181,36 @@ class Model:
         schedule settings by name (epochs=5, lr=0.1, optimizer="adam", schedule="cosine", warmup=5, clip=1.0,
         patience=5, validation="val.csv" or a dict of arrays; docs/training.md). trace: a CSV path, or
         True to keep it as `history.trace`. log: an epoch log CSV path. checkpoint: an .npz path saved
-        after every chunk of epochs; resume: one to start from.
-        The loop runs compiled, whatever the model's engine.
+        after every chunk of epochs; resume: one to start from. threads: BLAS threads while training (by
+        default as they are). The loop runs compiled, whatever the model's engine.
         """
-        from graphdsl.training.trainer import Trainer
+        from graphdsl.training.trainer import Trainer, threads_limited
 
         if self.spec.training is None:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
         train = self.spec.training.updated(changes)
+        fitted_params(self)  # the trainer flattens them into the loop's one parameter vector
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
-        with STARTING:  # each run reads the params once and writes them as it goes: two at once lose one's work
-            if self._trained_by is not None:
-                raise RuntimeError(f"this model is already training (in thread {self._trained_by}); wait for "
-                                   "that train() to return, or train a model of its own: graphdsl.compile or "
-                                   "graphdsl.load makes one")
-            self._trained_by = threading.current_thread().name
-        try:
+        with claimed(self), threads_limited(threads):
             return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
                                                          resume=resume, progress=progress)
-        finally:
-            self._trained_by = None
 
-    def predict(self, data, node: str | None = None) -> np.ndarray:
-        """Values of `node` for every example in `data` (a path, "iris", or a dict of input arrays),
-        at the current params; by default the scores or probabilities the loss compares with the target."""
+    def predict(self, data, node: str | None = None, classes: bool = False) -> np.ndarray:
+        """Values of `node` for every example in `data` (a path, "iris", a dict of input arrays, an array
+        for a spec of one input, or a DataFrame), at the current params; by default the scores or
+        probabilities the loss compares with the target, or with classes=True the class each says."""
         from graphdsl.training.evaluate import predict
+        return predict(self, data, node, classes, fitted_params(self))
 
-        return predict(self, data, node)
+    def evaluate(self, data=None) -> dict:  # the loss and metrics on `data` (as predict's; the spec's by default)
+        from graphdsl.training.evaluate import evaluate_data
+        return evaluate_data(self, data, fitted_params(self))
+
+    def save(self, path) -> None:  # the params, an .npz keyed by name
+        records.save_weights(path, fitted_params(self))
+
+    def load_weights(self, path) -> None:  # from an .npz: a param missing, extra or of another shape is named
+        self.params.update(records.load_weights(path, param_shapes(self.spec))[0])
 
     def summary(self):  # a Summary: print() it, or a notebook shows it as a table
         from graphdsl.tools.report import summary

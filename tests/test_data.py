@@ -163,9 +163,9 @@ def test_directory_is_not_a_data_file(tmp_path):
 def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path, "d.csv", "1,2,3,4,0\n")
 
-    def refuse(self):  # chmod 0 does not stop root, so refuse the read directly
-        raise PermissionError(13, "Permission denied", str(self))
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    def refuse(where):  # chmod 0 does not stop root, so refuse the read directly
+        raise PermissionError(13, "Permission denied", str(where))
+    monkeypatch.setattr(data, "read_regular", refuse)
     assert error(path, [X4, K3]) == f"{path}: cannot read it (Permission denied)"
 
 

@@ -567,3 +567,43 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r'h\.png.*matplotlib.*pip install "graphdsl\[plot\]"'):
         plot_history(history_with("loss"), tmp_path / "h.png")
     assert list(tmp_path.iterdir()) == []
+
+
+TRAINED = ("input x[2]\ntarget y\nparam w[2] = [0.5, -0.5]\nL = half_se(w x, y)\n"
+           "data x = [[1, 2], [3, 4], [0, 1]], y = [1, 2, 0]\nminimize L using sgd(lr=0.01), epochs=30\n")
+
+
+def test_a_missing_plotting_extra_is_found_before_training(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from graphdsl.cli import main
+    from graphdsl.training.trainer import Trainer
+
+    (tmp_path / "net.nn").write_text(TRAINED)
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(Trainer, "run", lambda *a, **k: pytest.fail("trained before finding matplotlib missing"))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--plot", str(tmp_path / "p.png"),
+                                       "--save", str(tmp_path / "w.npz")])
+    assert result.exit_code == 2 and 'pip install "graphdsl[plot]"' in result.output
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_a_failure_after_training_keeps_the_saved_weights(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import graphdsl
+    from graphdsl.cli import main
+    from graphdsl.training import records
+
+    def full_disk(history, path):
+        raise DataError(f"cannot write {path}: No space left on device")
+    monkeypatch.setattr(records, "plot_history", full_disk)
+    (tmp_path / "net.nn").write_text(TRAINED)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--save", str(tmp_path / "w.npz"),
+                                       "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    model = graphdsl.compile(TRAINED, engine="numpy")
+    model.train()
+    saved = np.load(tmp_path / "w.npz")
+    np.testing.assert_allclose(saved["w"], model.params["w"], rtol=1e-12)

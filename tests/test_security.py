@@ -404,12 +404,13 @@ def test_a_second_run_writing_the_same_output_file_is_refused(tmp_path):
                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(tmp_path / "log.csv", first)
-        for flags, name in [(["--log", "log.csv"], "log.csv"), (["--trace", "trace.csv"], "trace.csv"),
-                            (["--trace", "same.csv", "--log", "same.csv"], "same.csv")]:
+        for flags, said in [(["--log", "log.csv"], "cannot write log.csv: another graphdsl run is writing it"),
+                            (["--trace", "trace.csv"], "cannot write trace.csv: another graphdsl run is writing it"),
+                            (["--trace", "same.csv", "--log", "same.csv"], "--log same.csv is also the file of --trace")]:
             second = subprocess.run([*CLI, "run", "long.nn", "--set", "epochs=1", *flags], cwd=tmp_path,
                                     capture_output=True, text=True, timeout=300)
             assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
-            assert f"cannot write {name}: another graphdsl run is writing it" in second.stderr, second.stderr
+            assert said in second.stderr, second.stderr
         time.sleep(0.3)  # the first run goes on writing whole rows of its own
     finally:
         first.send_signal(signal.SIGINT)

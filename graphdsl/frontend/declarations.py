@@ -66,6 +66,7 @@ class Declarations:
             except MemoryError:
                 raise SpecError(f"`{d.name.text}` is too large to hold in memory", d.span) from None
             shape = value.shape
+            check_size(shape, f"`{d.name.text}`", d.span)
         if value is None and d.kind in ("param", "const"):
             raise SpecError(f"{d.kind} `{d.name.text}` needs a value", d.name.span,
                             hint="give an initialiser such as `= xavier(seed=0)`, or a literal such as `= [1, 2]`"
@@ -113,4 +114,12 @@ class Declarations:
                             hint=f"write `param {d.name.text}[rows, cols] = {call.func.text}(...)`")
         kw = init_settings(call, self.constant)
         rng = np.random.default_rng(int(kw["seed"]) if "seed" in kw else [self.seed, self.param_order[d.name.text]])
-        return draw(call.func.text, kw, shape, rng)
+        try:
+            with np.errstate(over="ignore"):
+                value = draw(call.func.text, kw, shape, rng)
+        except OverflowError:  # uniform's high - low beyond the largest float
+            value = None
+        if value is None or not np.isfinite(value).all():
+            raise SpecError(f"`{call.func.text}` draws numbers beyond the largest float (about 1.8e308) with these "
+                            "settings", call.span, hint="give it a smaller range")
+        return value

@@ -20,9 +20,15 @@ VERBS = {"+": "add", "-": "subtract", "*": "multiply elementwise", "/": "divide"
 # Entries in one value. A float64 array this large takes 800 MB; a larger declared shape is
 # almost surely a typo, and allocating it would exhaust memory rather than fail cleanly.
 MAX_ENTRIES = 10**8
+# Axes of one value. A kernel loops over each in a nested `for`, and Python compiles at most 20
+# nested blocks; a minibatch adds an axis and the training loop its own loops.
+MAX_AXES = 16
 
 
 def check_size(shape: tuple, what: str, span: Span) -> None:
+    if len(shape) > MAX_AXES:
+        raise SpecError(f"{what} would have {len(shape)} axes: graphdsl's values have at most {MAX_AXES}", span,
+                        hint="merge axes with reshape")
     entries = math.prod(shape)
     if entries > MAX_ENTRIES:
         raise SpecError(f"{what} would be {fmt_shape(shape)}, {entries:,} entries: more than the "
@@ -72,6 +78,8 @@ def subscript(s, size: int | None) -> int | tuple:
 def from_end(num: ast.Num, size: int | None) -> int:
     if num.value != int(num.value):
         raise SpecError(f"an index must be a whole number, not {num.text}", num.span)
+    if abs(num.value) > MAX_ENTRIES:  # past every axis; generated code must not count that far
+        raise SpecError(f"an index or step must be at most {MAX_ENTRIES:,} from 0, not {num.text}", num.span)
     i = int(num.value)
     return i + size if size is not None and -size <= i < 0 else i
 
@@ -92,6 +100,8 @@ def whole_number(key: ast.Ident, val) -> int:
     number = val.value if isinstance(val, ast.Num) else -val.operand.value
     if number != int(number):
         raise SpecError(f"`{key.text}` must be a whole number, not {number:g}", val.span)
+    if abs(number) > MAX_ENTRIES:  # no axis is longer: a larger stride or window means a typo
+        raise SpecError(f"`{key.text}` must be at most {MAX_ENTRIES:,}, not {number:g}", val.span)
     return int(number)
 
 

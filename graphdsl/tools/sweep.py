@@ -6,7 +6,9 @@ on disk under a content hash and kept in the process once imported, so a worker 
 graph at most once however many trials of it it runs, and never receives compiled code.
 
 Results go to a CSV, one row a trial, each row written and flushed as its trial finishes,
-so a killed sweep keeps every finished row and `resume` skips the trials that have one.
+so a killed sweep keeps every finished row and `resume` skips the trials that have one. A trial
+that fails, however (a bad setting, a bug in graphdsl, a worker that died), is a row of its own
+with status `error`: the sweep goes on.
 """
 from __future__ import annotations
 
@@ -29,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from graphdsl.training.data import number_text
-from graphdsl.errors import DataError, SpecError
+from graphdsl.errors import DataError, SpecError, WriteError
 from graphdsl.frontend.expand import parse_override
-from graphdsl.files import cut_torn_line
 from graphdsl.training.records import quoted_line
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -137,7 +138,8 @@ class Job:
 def run_trial(job: Job, trial: Trial) -> dict:
     """Compile and train one trial; its metrics, status, error message and wall time.
 
-    A bad setting or a non-finite loss fails this trial only."""
+    A bad setting or a non-finite loss fails this trial only, and so does a bug in graphdsl that
+    one trial meets: the other trials, and the rows they wrote, are worth keeping."""
     import graphdsl
     from graphdsl.training.trainer import TrainingError
 
@@ -150,6 +152,9 @@ def run_trial(job: Job, trial: Trial) -> dict:
         result = {**final_metrics(model.train(job.data)), "status": "ok", "error": ""}
     except (TrainingError, DataError, SpecError) as err:
         result = {"status": "error", "error": str(err)}
+    except Exception as err:  # a bug: reported as the command line reports one, in this trial's row
+        result = {"status": "error", "error": f"internal error ({type(err).__name__}: {err}); this is a bug "
+                                              "in graphdsl, please report it with the spec and settings"}
     return {**result, "seconds": time.perf_counter() - began}
 
 
@@ -176,9 +181,17 @@ def show(value) -> str:
     return number_text(value)
 
 
+def one_line(message: str) -> str:
+    """An error message on one line, for a results row: its lines joined, the caret lines that
+    underline the spec's text dropped. A row of one line is whole or visibly torn, never cut inside a cell."""
+    lines = [line.strip() for line in message.splitlines()]
+    return " | ".join(line for line in lines if line.strip("^~ "))
+
+
 def row_of(trial: Trial, swept: list, result: dict) -> dict:
     row = {"trial": trial.id, "seed": trial.seed, **{k: show(trial.settings[k]) for k in swept}}
     row.update({k: show(v) if isinstance(v, float) else v for k, v in result.items() if k != "seconds"})
+    row["error"] = one_line(row.get("error", ""))
     row["seconds"] = f"{result['seconds']:.3f}"
     return row
 
@@ -197,15 +210,17 @@ class Results:
             self.write(dict(zip(self.columns, self.columns)))
 
     def read(self) -> list[dict]:
-        text = self.path.read_text(encoding="utf-8")
-        reader = csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1], newline=""))  # whole lines
+        text = self.path.read_bytes().decode("utf-8", "surrogateescape")  # byte for byte, whatever a kill cut
+        whole = text[:whole_records(text)]
+        reader = csv.DictReader(io.StringIO(whole, newline=""))
         rows = list(reader)
         if text and reader.fieldnames != self.columns:  # a sweep writes its header line whole, first
             found = (f"has the columns {', '.join(reader.fieldnames)}" if reader.fieldnames else
                      "has no whole line, so no sweep's header")
             raise DataError(f"{self.path} {found}, but this sweep writes {', '.join(self.columns)}: resume "
                             "with the same --grid and --range names, or write to a new --out")
-        cut_torn_line(self.path)  # only once it is known to be this sweep's: a trial cut short runs again
+        # only once it is known to be this sweep's: a trial whose row was cut short runs again
+        os.truncate(self.path, len(whole.encode("utf-8", "surrogateescape")))
         return rows
 
     @property
@@ -213,8 +228,12 @@ class Results:
         return {row["trial"] for row in self.rows}
 
     def write(self, row: dict) -> None:
-        self.file.write(quoted_line([row.get(c, "") for c in self.columns]))  # one quoted CSV line
-        self.file.flush()
+        try:
+            self.file.write(quoted_line([row.get(c, "") for c in self.columns]))  # one quoted CSV line
+            self.file.flush()
+        except OSError as err:  # the disk full: the rows before are whole, and a resume runs the rest
+            raise WriteError(f"cannot write {self.path}: {err.strerror or err}; its finished rows are kept, "
+                             "and --resume runs the trials it lacks") from None
 
     def append(self, row: dict) -> None:
         self.write(row)
@@ -222,6 +241,18 @@ class Results:
 
     def close(self) -> None:
         self.file.close()
+
+
+def whole_records(text: str) -> int:
+    """The length of `text` up to the end of its last whole CSV record: a newline outside quotes
+    (a quoted cell may hold one; its quotes come in pairs, "" standing for one)."""
+    end, inside = 0, False
+    for found in re.finditer(r'["\n]', text):
+        if found.group() == '"':
+            inside = not inside
+        elif not inside:
+            end = found.end()
+    return end
 
 
 # -- running the trials -----------------------------------------------------------
@@ -266,7 +297,12 @@ def execute(job: Job, trials: list, done, address: str | None = None, workers: i
         # pure=False: random task keys, so another sweep on a shared cluster never shares results
         futures = {client.submit(run_trial, job, t, pure=False): t for t in trials}
         for future in as_completed(futures):
-            done(futures[future], future.result())
+            try:
+                result = future.result()
+            except Exception as err:  # the worker died (killed, out of memory) or the cluster lost the task
+                result = {"status": "error", "error": f"the trial's worker failed ({type(err).__name__}: {err})",
+                          "seconds": math.nan}
+            done(futures[future], result)
 
 
 def run_sweep(job: Job, trials: list, swept: list, out, *, resume: bool = False, address: str | None = None,

@@ -134,6 +134,8 @@ def check_option(key: str, value):
     least = 0 if key in ("seed", "shuffle", "epochs", "patience") else 1
     if value != int(value) or value < least:
         raise DataError(f"`{key}` must be a whole number of at least {least}, not {value:g}")
+    if value >= 2**53:  # whole numbers beyond are not all floats, nor do their counts fit the loop's integers
+        raise DataError(f"`{key}` must be below 2^53, not {value:g}")
     if key == "shuffle" and value > 1:
         raise DataError("`shuffle` must be 0 or 1")
     return int(value)

@@ -10,6 +10,9 @@ example axis: the field x[4] becomes an array of shape (n, 4). The data `load` r
 
 Every problem is a DataError that names the file, the row and column (or the example) and
 says what was expected. Nothing is returned until every field has loaded and passed.
+
+The arrays a user hands a model outside of examples (its params, inputs to forward()) are checked
+here too (`fitted`, `checked_params`), before compiled code reads them.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import gzip
 import io
 import math
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -28,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from graphdsl.errors import DataError
+from graphdsl.files import read_regular
 from graphdsl.ir.shapes import fmt_shape, plural
 from graphdsl.ir.ops.nn import not_class_indices
 
@@ -80,19 +85,25 @@ def load(data, fields: list[Field], base_dir: str | Path | None = None, dtype=np
     already fit (float32 data for a float32 run is not copied)."""
     fields = list(fields)
     _check_fields(fields)
-    if isinstance(data, str) and data in BUILTIN:  # a builtin name wins over a file of that name
-        pieces = _builtin(data, fields)
-    elif isinstance(data, dict):
-        pieces = _inline(data, fields)
-    elif isinstance(data, (str, os.PathLike)):
-        pieces = _files([data], fields, base_dir)
-    elif isinstance(data, (tuple, list)):
-        pieces = _files(list(data), fields, base_dir)
-    else:
-        raise DataError(f"cannot read examples from a {type(data).__name__}: give a builtin name "
-                        f"({', '.join(BUILTIN)}), a path, a tuple of paths, or a dict of arrays")
-    arrays = _finish(pieces, dtype)
+    try:
+        arrays = _finish(_pieces(data, fields, base_dir), dtype)
+    except MemoryError:
+        raise DataError("the examples do not fit in this machine's memory: train on fewer, or on "
+                        "smaller inputs") from None
     return {f.name: arrays[f.name] for f in fields}  # in the order the fields were given
+
+
+def _pieces(data, fields: list[Field], base_dir) -> list[_Piece]:
+    if isinstance(data, str) and data in BUILTIN:  # a builtin name wins over a file of that name
+        return _builtin(data, fields)
+    if isinstance(data, dict):
+        return _inline(data, fields)
+    if isinstance(data, (str, os.PathLike)):
+        return _files([data], fields, base_dir)
+    if isinstance(data, (tuple, list)):
+        return _files(list(data), fields, base_dir)
+    raise DataError(f"cannot read examples from a {type(data).__name__}: give a builtin name "
+                    f"({', '.join(BUILTIN)}), a path, a tuple of paths, or a dict of arrays")
 
 
 def split(arrays: dict, fraction: float, seed: int) -> tuple[dict, dict]:
@@ -102,6 +113,8 @@ def split(arrays: dict, fraction: float, seed: int) -> tuple[dict, dict]:
     The same seed gives the same split. No validation examples (fraction 0, or so few
     examples that round(fraction*n) is 0) gives {} for validation.
     """
+    if not arrays and not fraction:  # a spec that reads no examples (minimising a function of params)
+        return {}, {}
     n = _count(arrays)
     if not 0 <= fraction < 1:
         raise DataError(f"the validation fraction must be at least 0 and below 1, not {fraction}")
@@ -119,7 +132,7 @@ def split(arrays: dict, fraction: float, seed: int) -> tuple[dict, dict]:
 
 def _count(arrays: dict) -> int:
     if not arrays:
-        raise DataError("there are no examples to split")
+        raise DataError("there are no examples to hold out for validation: the spec reads no input or target")
     counts = {k: len(v) for k, v in arrays.items()}
     if len(set(counts.values())) > 1:
         raise DataError("every field needs the same number of examples, but "
@@ -182,6 +195,33 @@ def _refuse_first(p: _Piece, flat: np.ndarray, bad: np.ndarray, what: str) -> No
         raise DataError(f"{p.where(i, e)}: {number_text(flat[i, e])} {what}")
 
 
+def fitted(what: str, value, shape: tuple) -> np.ndarray:
+    """`value`, for a leaf of `shape`, as compiled code reads it: a C-contiguous float64 array of exactly
+    that shape (the same object where it is one already). Anything else is a DataError naming `what`:
+    a kernel's loops run to the sizes the spec declares, so an array of another shape would be read
+    out of bounds, and one of other numbers (complex, text) misread."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists
+        raise DataError(f"{what} is not an array of numbers ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{what} must hold real numbers, not {array.dtype} values")
+    if array.shape != tuple(shape):
+        raise DataError(f"{what} must be {fmt_shape(tuple(shape))}, but the value given is {fmt_shape(array.shape)}")
+    return np.asarray(array, dtype=np.float64, order="C")  # not ascontiguousarray, which makes a scalar [1]
+
+
+def checked_params(params: dict, shapes: dict) -> dict:
+    """A model's params (name -> value) as compiled code reads them (`fitted`), for the params of
+    `shapes` (name -> shape), all of them and no others; a DataError names the first that is wrong."""
+    unknown = [name for name in params if name not in shapes]
+    missing = [name for name in shapes if name not in params]
+    if unknown or missing:
+        raise DataError(f"model.params {f'has no `{missing[0]}`' if missing else f'has `{unknown[0]}`'}, but "
+                        f"it holds exactly the spec's params: {', '.join(shapes) or 'none'}")
+    return {name: fitted(f"model.params[{name!r}]", params[name], shape) for name, shape in shapes.items()}
+
+
 def number_text(value) -> str:
     """A value as a person would write it: 3, 2.5, nan, inf, 1e+300."""
     value = float(value)
@@ -201,8 +241,8 @@ def _array_piece(field: Field, values, origin: str, *, labels: bool = False) -> 
     if values.dtype.kind not in "biuf":
         raise DataError(f"{origin}: holds {values.dtype} values, but {field} needs numbers")
     where = _example_where(origin, field.shape)
-    if labels and field.kind == "target" and len(field.shape) == 1 and field.size > 1 and values.ndim == 1:
-        values = _one_hot(values, field, where)
+    if labels and takes_labels(field) and values.ndim == 1:
+        values = _one_hot(values, field, lambda i: where(i, None))
     elif values.ndim >= 1 and math.prod(values.shape[1:]) == field.size:
         values = values.reshape((len(values),) + field.shape)
     else:
@@ -212,13 +252,19 @@ def _array_piece(field: Field, values, origin: str, *, labels: bool = False) -> 
     return _Piece(field, np.ascontiguousarray(values, dtype=floats), origin, where)
 
 
-def _one_hot(labels: np.ndarray, field: Field, where: Where) -> np.ndarray:
+def takes_labels(field: Field) -> bool:
+    """Whether a field may be given one class label an example, one-hot encoded: a target vector."""
+    return field.kind == "target" and len(field.shape) == 1 and field.size > 1
+
+
+def _one_hot(labels: np.ndarray, field: Field, where: Callable[[int], str]) -> np.ndarray:
+    """Labels, one an example, as rows of the identity; where(i) names example i's label."""
     classes = field.size
     labels = labels.astype(np.float64)
     bad = not_class_indices(labels, classes)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{where(i, None)}: label {number_text(labels[i])} cannot be one-hot encoded for {field}: "
+        raise DataError(f"{where(i)}: label {number_text(labels[i])} cannot be one-hot encoded for {field}: "
                         f"expected a whole number from 0 to {classes - 1}")
     return np.eye(classes)[labels.astype(np.intp)]
 
@@ -261,17 +307,32 @@ def _inline(data: dict, fields: list[Field]) -> list[_Piece]:
     if missing:
         raise DataError(f"the inline data has no values for {', '.join(missing)} "
                         f"(it has {', '.join(map(str, data)) or 'nothing'})")
+    values = {}
+    for f in fields:
+        try:
+            values[f.name] = np.asarray(data[f.name])  # not copied: nothing writes to loaded examples
+        except (ValueError, TypeError) as err:  # ragged nested lists
+            raise DataError(f"the inline data for {f.name}: not an array of numbers ({err})") from None
     pieces = []
     for f in fields:
-        origin = f"the inline data for {f.name}"
-        try:
-            values = np.asarray(data[f.name])  # not copied: nothing writes to loaded examples
-        except (ValueError, TypeError) as err:  # ragged nested lists
-            raise DataError(f"{origin}: not an array of numbers ({err})") from None
-        if values.shape == f.shape:  # one example written out, as in `input x[2] = [0, 1]`
-            values = values[np.newaxis]
-        pieces.append(_array_piece(f, values, origin))
+        one = values[f.name].shape == f.shape  # one example written out, as in `input x[2] = [0, 1]`
+        if one and takes_labels(f) and _counts(fields, values, f) == {f.size}:
+            one = False  # as many labels as the target has entries, and as many examples of the rest
+        pieces.append(_array_piece(f, values[f.name][np.newaxis] if one else values[f.name],
+                                   f"the inline data for {f.name}", labels=True))
     return pieces
+
+
+def _counts(fields: list[Field], values: dict, but: Field) -> set:
+    """The numbers of examples the inline values of fields other than `but` give, where that is
+    clear: not for a target vector given a vector, which is one example or a label each."""
+    counts = set()
+    for f in fields:
+        shape = values[f.name].shape
+        if f is but or (takes_labels(f) and len(shape) == 1) or (not shape and f.shape):
+            continue
+        counts.add(1 if shape == f.shape else shape[0])
+    return counts
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -313,7 +374,7 @@ def _read(label: str, resolved: Path) -> bytes:
     if resolved.is_dir():
         raise DataError(f"{label}: is a directory, not a data file")
     try:
-        return resolved.read_bytes()
+        return read_regular(resolved)
     except OSError as err:
         raise DataError(f"{label}: cannot read it ({err.strerror or err})") from None
 
@@ -340,11 +401,39 @@ def _npz(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
                                 f"(it holds {', '.join(archive.files) or 'no arrays'})")
             origin = f"{label}, array {f.name}"
             try:
-                values = archive[f.name]
+                values = npz_member(archive, f.name, len(raw), origin)
+            except DataError:
+                raise
             except _READ_ERRORS as err:  # an object array needs pickle; a damaged member fails its CRC
                 raise DataError(f"{origin}: cannot be read without unpickling, or is damaged ({err})") from None
             pieces.append(_array_piece(f, values, origin, labels=True))
     return pieces
+
+
+# The most a deflated zip member can expand: 258 bytes from 2 bits, 1032 to 1 (zlib's own figure).
+_DEFLATE_RATIO = 1032
+
+
+def npz_member(archive, key: str, size: int, origin: str) -> np.ndarray:
+    """`archive[key]` of an .npz archive `size` bytes long, read only once the sizes its zip entry and
+    its .npy header claim are found to fit the bytes there: a header that claims terabytes is a
+    DataError naming `origin`, before NumPy allocates anything. A damaged member or one that needs
+    pickle raises what NumPy and zipfile raise (_READ_ERRORS)."""
+    info = archive.zip.getinfo(key if key in archive.zip.namelist() else f"{key}.npy")
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: _DEFLATE_RATIO}.get(info.compress_type)
+    if ratio is None or info.compress_size > size or info.file_size > ratio * info.compress_size + 64:
+        raise DataError(f"{origin}: its zip entry claims {info.file_size:,} bytes from {info.compress_size:,} "
+                        f"bytes of a {size:,}-byte file (compression method {info.compress_type}); it is "
+                        "damaged, or was not written by np.savez")
+    with archive.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(member)
+        claimed = math.prod(shape) * dtype.itemsize
+        if not dtype.hasobject and claimed != info.file_size - member.tell():
+            raise DataError(f"{origin}: its header claims an array of shape {fmt_shape(shape)}, {claimed:,} bytes, "
+                            f"but it holds {info.file_size - member.tell():,}; it is damaged")
+    return archive[key]
 
 
 def _idx(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
@@ -357,6 +446,9 @@ def _idx(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
     return [_array_piece(fields[0], array / 255.0, label)]  # image bytes -> [0, 1]
 
 
+_MAX_IDX_AXES = 32  # NumPy's arrays have at most 64 axes, and some of its functions take 32
+
+
 def _parse_idx(raw: bytes, label: str) -> np.ndarray:
     """An IDX file: 00 00, a type byte (08: unsigned byte), a dimension count, big-endian
     32-bit sizes, then the data in C order (MNIST: 0x00000803 images, 0x00000801 labels)."""
@@ -366,6 +458,8 @@ def _parse_idx(raw: bytes, label: str) -> np.ndarray:
     if raw[2] != 0x08:
         raise DataError(f"{label}: IDX data of type 0x{raw[2]:02x}; only unsigned bytes (0x08) are read")
     ndim = raw[3]
+    if ndim > _MAX_IDX_AXES:
+        raise DataError(f"{label}: an IDX header of {ndim} dimensions; graphdsl reads at most {_MAX_IDX_AXES}")
     start = 4 + 4 * ndim
     if len(raw) < start:
         raise DataError(f"{label}: truncated IDX header: {ndim} dimensions need {start} header bytes, "
@@ -388,20 +482,58 @@ def _csv(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
     except UnicodeDecodeError as err:
         raise DataError(f"{label}: not UTF-8 text (byte {err.start + 1} cannot be decoded)") from None
     # Blank lines hold no example; keep each row's line number for messages.
-    numbered = [(no, line) for no, line in enumerate(text.splitlines(), 1) if line.strip()]
+    numbered = [(no, line) for no, line in enumerate(_LINE_END.split(text), 1) if line.strip()]
+    if '"' in text:
+        for no, line in numbered:
+            if line.count('"') % 2:
+                raise _open_quote(label, no, line)
     if numbered and _is_header(label, *numbered[0]):
         numbered = numbered[1:]
     if not numbered:
         raise DataError(f"{label}: no examples (the file has no data rows)")
     line_no = [no for no, _ in numbered]
     rows = [line for _, line in numbered]
-    table = _read_table(label, rows, line_no, fields)
+    sizes = _layout(label, line_no[0], rows[0], fields)
+    table = _read_table(label, rows, line_no, fields, sum(sizes))
     pieces, start = [], 0
-    for f in fields:
-        values = np.ascontiguousarray(table[:, start:start + f.size]).reshape((len(table),) + f.shape)
-        pieces.append(_Piece(f, values, label, _csv_where(label, line_no, start)))
-        start += f.size
+    for f, size in zip(fields, sizes):
+        where = _csv_where(label, line_no, start)
+        if size == f.size:
+            values = table[:, start:start + size].reshape((len(table),) + f.shape)
+        else:  # a target vector's class, one column
+            values = _one_hot(table[:, start], f, lambda i, where=where: where(i, 0))
+        pieces.append(_Piece(f, np.ascontiguousarray(values), label, where))
+        start += size
     return pieces
+
+
+# Lines end at \n, \r\n or \r, as the csv module reads them: str.splitlines also ends them at \f, \v,
+# \x1c-\x1e, \x85, \u2028 and \u2029, which a cell may hold, so a row would be split in two.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _open_quote(label: str, no: int, line: str) -> DataError:
+    """The error for a line whose last quoted cell does not end on it. CSV lets a quoted cell hold a
+    line break, but no number does, and graphdsl reads an example a line."""
+    column, inside = 1, False
+    for ch in line:
+        if ch == '"':
+            inside = not inside
+        elif ch == "," and not inside:
+            column += 1
+    return DataError(f"{label}, row {no}, column {column}: a quoted cell runs onto the next line, and "
+                     "a number never does: each example is one line")
+
+
+def _layout(label: str, no: int, line: str, fields: list[Field]) -> list[int]:
+    """The columns each field takes, told by the first row's: its entries, or, for a target vector
+    of C entries (a class's one-hot code), either C or one column holding the class."""
+    found = len(_cells(label, no, line))
+    full = [f.size for f in fields]
+    for sizes in (full, [1 if takes_labels(f) else f.size for f in fields]):
+        if found == sum(sizes):
+            return sizes
+    raise _column_error(label, no, found, fields)
 
 
 def _csv_where(label: str, line_no: list[int], start: int) -> Where:
@@ -415,17 +547,16 @@ def _csv_where(label: str, line_no: list[int], start: int) -> Where:
 _CHUNK = 4096
 
 
-def _read_table(label: str, rows: list[str], line_no: list[int], fields: list[Field]) -> np.ndarray:
-    """The table, chunk by chunk: NumPy's C parser first, the careful reader where it fails."""
-    width = sum(f.size for f in fields)
+def _read_table(label: str, rows: list[str], line_no: list[int], fields: list[Field], width: int) -> np.ndarray:
+    """The table, `width` columns, chunk by chunk: NumPy's C parser first, the careful reader where it fails."""
     table = np.empty((len(rows), width))
     for start in range(0, len(rows), _CHUNK):
         chunk = slice(start, start + _CHUNK)
         part = _fast_table(rows[chunk])
         if part is None:
-            part = _scan_table(label, rows[chunk], line_no[chunk], fields)  # raises at the first bad cell
+            part = _scan_table(label, rows[chunk], line_no[chunk], fields, width)  # raises at the first bad cell
         if part.shape[1] != width:
-            raise _column_error(label, line_no[start], part.shape[1], fields)
+            raise _column_error(label, line_no[start], part.shape[1], fields, width)
         table[chunk] = part
     return table
 
@@ -444,21 +575,24 @@ def _fast_table(rows: list[str]) -> np.ndarray | None:
     return None
 
 
-def _scan_table(label: str, rows: list[str], line_no: list[int], fields: list[Field]) -> np.ndarray:
-    """The careful, slow reader: a number is what Python's float() reads; it names the first bad
-    row or cell, and returns the table if it finds nothing wrong."""
-    width = sum(f.size for f in fields)
+# A number as NumPy's parser reads one: decimal digits with a sign, point and exponent, or inf or nan.
+# Python's float() also reads `1_000` and the digits of other scripts, which NumPy and spreadsheets refuse.
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*(e[+-]?\d+)?|\.\d+(e[+-]?\d+)?|inf(inity)?|nan)\s*", re.I | re.A)
+
+
+def _scan_table(label: str, rows: list[str], line_no: list[int], fields: list[Field], width: int) -> np.ndarray:
+    """The careful, slow reader of what NumPy's parser refused: it reads the numbers that parser reads
+    (_NUMBER), names the first bad row or cell, and returns the table if it finds nothing wrong."""
     table = np.empty((len(rows), width))
     for i, line in enumerate(rows):
         cells = _cells(label, line_no[i], line)
         if len(cells) != width:
-            raise _column_error(label, line_no[i], len(cells), fields)
+            raise _column_error(label, line_no[i], len(cells), fields, width)
         for j, cell in enumerate(cells):
-            try:
-                table[i, j] = float(cell)
-            except ValueError:
+            if not _NUMBER.fullmatch(cell):
                 shown = cell if len(cell) <= 40 else cell[:37] + "..."
-                raise DataError(f'{label}, row {line_no[i]}, column {j + 1}: "{shown}" is not a number') from None
+                raise DataError(f'{label}, row {line_no[i]}, column {j + 1}: "{shown}" is not a number')
+            table[i, j] = float(cell)
     return table
 
 
@@ -481,7 +615,14 @@ def _is_header(label: str, no: int, line: str) -> bool:
     return any(cell.strip() and not number(cell) for cell in _cells(label, no, line))
 
 
-def _column_error(label: str, no: int, found: int, fields: list[Field]) -> DataError:
+def _column_error(label: str, no: int, found: int, fields: list[Field], width: int | None = None) -> DataError:
+    """The error for a row of `found` cells; `width`: the first row's, once it is known."""
     need = ", ".join(f"{f.name}: {f.size}" for f in fields)
+    labelled = " and ".join(f.name for f in fields if takes_labels(f))
+    fewer = sum(1 if takes_labels(f) else f.size for f in fields)
+    if width == fewer != sum(f.size for f in fields):
+        return DataError(f"{label}, row {no}: {plural(found, 'column')}, but the first row has {width}, with one "
+                         f"column for the class of {labelled}; every row needs the same")
+    also = f", or {fewer} with one column for the class of {labelled}" if labelled else ""
     return DataError(f"{label}, row {no}: {plural(found, 'column')}, but the spec's fields need "
-                     f"{sum(f.size for f in fields)} ({need})")
+                     f"{sum(f.size for f in fields)} ({need}){also}")

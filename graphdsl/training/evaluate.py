@@ -1,5 +1,5 @@
 """Spec values for many examples at once, in the interpreter: validation metrics, the metrics at
-the trained weights, and predict()."""
+the trained weights, predict() and evaluate()."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -11,8 +11,11 @@ from graphdsl.backend.runtime import step as T
 from graphdsl.errors import DataError
 from graphdsl.training import data as datasets
 from graphdsl.training.config import Training
-from graphdsl.training.examples import fields
-from graphdsl.training.metrics import classes, classifier_scores, confusion, regressor_scores
+from graphdsl.training.examples import examples, fields
+from graphdsl.training.metrics import (CLASSIFIERS, REGRESSORS, classes, classifier_scores, confusion, decided,
+                                       regressor_scores)
+from graphdsl.training.plan import data_leaves
+from graphdsl.training.records import flat_names
 from graphdsl.transforms.interpret import evaluate
 
 
@@ -104,13 +107,65 @@ def hits(metric, scores, target, weights, compiled: bool = True) -> float:
     return count(scores, target, weights) if metric.argmax else count(scores, target, weights, metric.cut)
 
 
-def predict(model, data, node: str | None = None) -> np.ndarray:
-    """`node` (by default what the loss compares with the target) for every example in `data`."""
+def prediction_of(train: Training | None) -> int:
+    """The node a loss written with softmax_ce or a pairwise loss function (mse, bce, ...) compares
+    with its target: what predict() gives unless told which node."""
+    compared = train and (train.metric[1:] if train.metric else train.regression)
+    if not compared:
+        why = ("the loss is not written as one of " + ", ".join([*CLASSIFIERS, *REGRESSORS]) if train
+               else "the spec says no `minimize L using ...`")
+        raise DataError(f"{why}, so say which node to predict: predict(data, node=\"y_hat\"), or --node y_hat")
+    return compared[0]
+
+
+def as_data(model, data, leaves: list):
+    """`data` as datasets.load reads it. A NumPy array is the examples of a spec's one input; a
+    pandas DataFrame holds a column a flat entry, named as predictions are written (`x[0]`, `x[1]`,
+    ...; `k` for a scalar, or for a target vector's class labels)."""
+    inputs = model.spec.names_of("input")
+    if isinstance(data, np.ndarray) and len(inputs) != 1:
+        raise DataError(f"an array holds one input's examples, but this spec has {len(inputs)} inputs "
+                        f"({', '.join(inputs)}): pass a dict of arrays by name")
+    if isinstance(data, np.ndarray):
+        return {inputs[0]: data}
+    if not (hasattr(data, "columns") and hasattr(data, "to_numpy")):  # a DataFrame, without importing pandas
+        return data
+    g, arrays = model.spec.graph, {}
+    for leaf in leaves:
+        name, shape = g.name_of(leaf), g.nodes[leaf].shape
+        columns = [name] if name in data.columns else flat_names(name, shape)
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise DataError(f"the DataFrame has no column `{missing[0]}`: name the columns of `{name}` "
+                            f"{', '.join(columns[:3])}{', ...' if len(columns) > 3 else ''}")
+        try:
+            values = data[columns].to_numpy(dtype=np.float64)
+        except (ValueError, TypeError) as err:
+            raise DataError(f"the DataFrame's columns of `{name}` are not all numbers ({err})") from None
+        arrays[name] = values[:, 0] if columns == [name] else values.reshape((len(values), *shape))
+    return arrays
+
+
+def predict(model, data, node: str | None = None, as_classes: bool = False, params: dict | None = None) -> np.ndarray:
+    """`node` (by default what the loss compares with the target, prediction_of) for every example
+    in `data` (as_data), at `params`; `as_classes`: the class a classifier's prediction says instead."""
     train = model.spec.training
-    if node is None and (train is None or train.metric is None):
-        raise DataError("say which node to predict, e.g. predict(data, node=\"y_hat\")")
-    target = pipeline.node_id(model.spec, node) if node else train.metric[1]
+    target = pipeline.node_id(model.spec, node) if node else prediction_of(train)
+    if as_classes and (train is None or train.metric is None or target != train.metric[1]):
+        raise DataError("classes=True needs a loss written as " + ", ".join(CLASSIFIERS)
+                        + ", and its prediction (leave out node)")
     needed = model.spec.graph.ancestors([target])
     inputs = [i for i in (model.spec.graph.names[n] for n in model.spec.names_of("input")) if i in needed]
-    examples = datasets.load(data, fields(model, inputs), None)
-    return np.array(evaluate_all(model, [target], examples)[target])  # never a view of the caller's data
+    examples = datasets.load(as_data(model, data, inputs), fields(model, inputs), None)
+    values = np.array(evaluate_all(model, [target], examples, params)[target])  # never a view of the caller's data
+    return decided(train.metric[0], values) if as_classes else values
+
+
+def evaluate_data(model, data=None, params: dict | None = None) -> dict:
+    """The loss and metrics (evaluate_examples, full) over every example of `data` (as train() or
+    predict() takes it; by default the spec's data), at `params`."""
+    train = model.spec.training
+    if train is None:
+        raise DataError("evaluating needs the loss: add `minimize L using sgd(lr=0.1)` to the spec")
+    leaves = data_leaves(model.spec, model.spec.graph.names[train.loss])
+    return evaluate_examples(model, train, examples(model, train, as_data(model, data, leaves), leaves), True, params)

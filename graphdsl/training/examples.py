@@ -2,6 +2,7 @@
 own values), and the order training visits them in, epoch by epoch."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +18,40 @@ def fields(model, leaves: list) -> list:
     return [datasets.Field(g.name_of(d), g.nodes[d].op, g.nodes[d].shape, model.classes.get(d)) for d in leaves]
 
 
-def examples(model, train: Training, data, leaves: list) -> dict:
-    """Every example for the data leaves: from `data` (what data.load reads), the spec's `data`, or
-    the spec's own values. The spec's paths are relative to its folder; a path passed in, to the
-    current directory (as `--data` and `predict` take it)."""
+def source(model, train: Training | None, data) -> tuple:
+    """(what data.load is to read, the folder its paths are relative to, or None): `data` (what
+    data.load reads), else the spec's `data`, else None. The spec's paths are relative to its folder; a
+    path passed in, to the current directory (as `--data` and `predict` take it)."""
     spec = model.spec
-    from_spec = data is None
-    data = data if data is not None else train.data
+    base = Path(spec.filename).parent if data is None and Path(spec.filename).exists() else None
+    data = data if data is not None else train.data if train is not None else None
+    return (data.loadable() if isinstance(data, DataSource) else data), base
+
+
+def data_files(model, data) -> list:
+    """The files training on `data` (as examples() takes it) reads examples from, or predict() does:
+    a run must not write over them."""
+    found, base = source(model, model.spec.training, data)
+    if isinstance(found, (str, os.PathLike)) and found not in datasets.BUILTIN:
+        found = [found]
+    paths = found if isinstance(found, (list, tuple)) else []
+    return [Path(base, path) if base is not None else Path(path) for path in paths]
+
+
+def examples(model, train: Training, data, leaves: list) -> dict:
+    """Every example for the data leaves: from `data` or the spec's `data` (`source`), or the spec's
+    own values."""
+    spec = model.spec
     wanted = fields(model, leaves)
-    if isinstance(data, DataSource):
-        data = data.loadable()
+    data, base = source(model, train, data)
+    if data is None and not wanted:  # a function of the params alone, minimised: no examples at all
+        return {}
     if data is None:  # no data anywhere: the spec's values are the one example
         missing = [f.name for f in wanted if spec.graph.names[f.name] not in spec.graph.values]
         if missing:
             raise DataError(f"`{missing[0]}` has no value and the spec gives no data: add "
                             f"`data \"examples.csv\"` (or `data {missing[0]} = [...]`), or pass --data")
         data = {f.name: spec.graph.values[spec.graph.names[f.name]][None] for f in wanted}
-    base = Path(spec.filename).parent if from_spec and Path(spec.filename).exists() else None
     return datasets.load(data, wanted, base, np.dtype(train.options["dtype"]))
 
 

@@ -37,12 +37,18 @@ def classes(metric: Metric, scores: np.ndarray, target: np.ndarray) -> tuple:
     once an entry (a vector of probabilities is that many yes-or-no decisions)."""
     n = len(scores)
     if metric.argmax:
-        scores = scores.reshape(n, -1)
-        count = scores.shape[1]
         target = target.reshape(n, -1)
         true = np.argmax(target, axis=1) if target.shape[1] > 1 else target[:, 0]
-        return np.argmax(scores, axis=1), true.astype(np.int64), count
-    return (scores.ravel() >= metric.cut).astype(np.int64), (target.ravel() >= 0.5).astype(np.int64), 2
+        return decided(metric, scores), true.astype(np.int64), scores.reshape(n, -1).shape[1]
+    return decided(metric, scores).ravel(), (target.ravel() >= 0.5).astype(np.int64), 2
+
+
+def decided(metric: Metric, scores: np.ndarray) -> np.ndarray:
+    """The class each example's prediction says: the largest score's index, one an example; or,
+    with a cut, 1 or 0 for each entry (shaped as the scores)."""
+    if metric.argmax:
+        return np.argmax(scores.reshape(len(scores), -1), axis=1)
+    return (scores >= metric.cut).astype(np.int64)
 
 
 def confusion(predicted: np.ndarray, true: np.ndarray, count: int) -> np.ndarray:

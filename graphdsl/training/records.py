@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import zipfile
 import zlib
 from math import nan
 
 import numpy as np
 
-from graphdsl.errors import DataError
-from graphdsl.files import replace_atomically
+from graphdsl.errors import DataError, WriteError
+from graphdsl.files import read_regular, replace_atomically
 from graphdsl.ir.shapes import fmt_shape
+from graphdsl.training.data import npz_member
 
 # Keys of optimizer state and metadata in a weights file. Spec names never contain
 # ':', so these can never clash with a parameter's name.
@@ -66,9 +68,11 @@ def _csv_line(ints, floats) -> str:
 
 
 class _CsvLog:
-    """A CSV file written in whole lines: each append is one write, then a flush, so a
-    reader mid-run finds only complete rows on disk. A crash in the middle of a write can
-    still leave a last line without its newline: read_trace skips it, and resuming cuts it.
+    """A CSV file written in whole lines: each append is one unbuffered write, so a reader
+    mid-run finds only complete rows on disk. A write that fails (the disk full, a file-size
+    limit) is cut back off and raises WriteError, so the file keeps its whole rows. A crash in
+    the middle of a write can still leave a last line without its newline: read_trace skips
+    it, and resuming cuts it.
 
     `upto`, on resume, is the step (trace) or epoch (log) the checkpoint holds: an existing
     file with the same header keeps its rows up to there and is continued; None starts afresh."""
@@ -78,7 +82,7 @@ class _CsvLog:
         header = quoted_line(header)
         try:
             kept = 0 if upto is None else _whole_rows_upto(path, header.encode(), upto)
-            self._file = open(path, "ab" if kept else "wb")
+            self._file = open(path, "ab" if kept else "wb", buffering=0)  # no buffer left to fail at close
             if kept:
                 self._file.truncate(kept)
         except OSError as err:
@@ -87,8 +91,17 @@ class _CsvLog:
             self._write(header)
 
     def _write(self, text: str) -> None:
-        self._file.write(text.encode())
-        self._file.flush()
+        data, end = memoryview(text.encode()), self._file.tell()
+        try:
+            while data:  # a raw write may write part, and say so
+                data = data[self._file.write(data):]
+        except OSError as err:
+            try:
+                self._file.truncate(end)
+            except OSError:
+                pass  # the file is already as short as it can be made: read_trace skips a torn last line
+            raise WriteError(f"cannot write {self.path}: {err.strerror or err}; it keeps the rows written "
+                             "before") from None
 
     def close(self) -> None:
         self._file.close()
@@ -249,11 +262,12 @@ class History:
 
 
 def _write_atomically(path, write) -> None:
-    """files.replace_atomically, with a failure to write reported as a DataError naming the file."""
+    """files.replace_atomically, with a failure to write reported as a WriteError naming the file, which
+    keeps what it held."""
     try:
         replace_atomically(path, write)
     except OSError as err:
-        raise _cannot_write(path, err) from None
+        raise WriteError(f"cannot write {path}: {err.strerror or err}; the file is as it was") from None
 
 
 def _weight_arrays(path, params: dict, state: dict, meta: dict) -> dict[str, np.ndarray]:
@@ -294,12 +308,15 @@ def save_weights(path, params: dict[str, np.ndarray], state: dict[str, np.ndarra
 
 
 def _read_npz(path) -> dict[str, np.ndarray]:
-    """Every array in an .npz, read without pickle; any failure is a DataError naming the file."""
+    """Every array in an .npz, read without pickle, each only once its size is found to fit the file
+    (data.npz_member); any failure is a DataError naming the file."""
     try:
-        archive = np.load(path, allow_pickle=False)
+        raw = read_regular(path)
     except OSError as err:
         raise DataError(f"cannot read weights file {path}: {err.strerror or err}; check the path") from None
-    except (ValueError, EOFError, zipfile.BadZipFile):
+    try:
+        archive = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         archive = None  # neither a zip nor an .npy: the same answer as a lone .npy array
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path} is not a weights file: expected an .npz archive of named arrays, "
@@ -308,8 +325,10 @@ def _read_npz(path) -> dict[str, np.ndarray]:
         arrays = {}
         for key in archive.files:
             try:
-                arrays[key] = archive[key]
-            except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                arrays[key] = npz_member(archive, key, len(raw), f"{path}: `{key}`")
+            except DataError:
+                raise
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
                 raise DataError(f"{path}: cannot read `{key}` ({err}); graphdsl loads plain numeric "
                                 "arrays only, never pickled objects: save the weights again with "
                                 "save_weights or np.savez") from None
@@ -332,11 +351,34 @@ def _check_params(path, params: dict[str, np.ndarray], shapes: dict[str, tuple])
                         "spec it was saved from, or train again to write new weights")
 
 
+# Metadata that counts (the trainer goes on from them): whole numbers from 0, below 2^53, where
+# every whole number is a float and no step count overflows the loop's 64-bit integers.
+COUNTS = ("step", "epoch")
+
+
+def _check_numbers(path, arrays: dict[str, np.ndarray]) -> None:
+    """What a weights file claims, checked before anything reads it: real numbers throughout,
+    metadata single finite numbers, counts whole."""
+    for key, array in arrays.items():
+        if array.dtype.kind not in "biuf":
+            raise DataError(f"{path}: `{key}` holds {array.dtype} values, but a weights file holds real numbers; "
+                            "save the weights again with save_weights or np.savez")
+        if not key.startswith(META_PREFIX):
+            continue
+        if array.ndim or not math.isfinite(array):
+            raise DataError(f"{path}: `{key}` must be one finite number, not {array.tolist()}")
+        value = float(array)
+        if key[len(META_PREFIX):] in COUNTS and not (value == math.floor(value) and 0 <= value < 2**53):
+            raise DataError(f"{path}: `{key}` counts, so it is a whole number of at least 0, not {array.item()}")
+
+
 def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
     """(params, state, meta) from a weights file, checked against the expected parameter
     shapes. State and meta are empty for a plain weights file; meta values are Python numbers."""
     params, state, meta = {}, {}, {}
-    for key, array in _read_npz(path).items():
+    arrays = _read_npz(path)
+    _check_numbers(path, arrays)
+    for key, array in arrays.items():
         if key.startswith(STATE_PREFIX):
             state[key[len(STATE_PREFIX):]] = array
         elif key.startswith(META_PREFIX):
@@ -347,16 +389,22 @@ def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
     return params, state, meta
 
 
-def figure(path, width: float, height: float):
-    """A bare matplotlib Figure on the Agg canvas, to be written to `path`: no display is needed
-    and no pyplot state changes in the caller's process (a notebook keeps its own backend).
-    Needs the optional matplotlib."""
+def plotting(path) -> tuple:
+    """(Figure, FigureCanvasAgg) from the optional matplotlib, or a DataError saying how to install
+    it: called before a run trains too, so a missing extra never costs a finished run."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise DataError(f'cannot plot {path}: plotting needs matplotlib; '
                         f'install it with: pip install "graphdsl[plot]"') from None
+    return Figure, FigureCanvasAgg
+
+
+def figure(path, width: float, height: float):
+    """A bare matplotlib Figure on the Agg canvas, to be written to `path`: no display is needed
+    and no pyplot state changes in the caller's process (a notebook keeps its own backend)."""
+    Figure, FigureCanvasAgg = plotting(path)
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -8,6 +8,7 @@ saves checkpoints. A chunk runs for about CHUNK_SECONDS, long enough that calls 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from functools import cached_property
 
 import numpy as np
@@ -33,6 +34,21 @@ SHORT_RUN = 5  # steps: a run this short keeps its trace, so its updates can be 
 
 class TrainingError(Exception):
     """Training stopped: the loss went non-finite. The model keeps the last good weights."""
+
+
+@contextmanager
+def threads_limited(threads: int | None):
+    """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; None leaves
+    them alone. The generated loops are Numba's serial code, so BLAS's threads are all there are."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def loop_value(value, dtype):

@@ -1,0 +1,193 @@
+"""Saved weights used with no training: Model.save / load_weights / evaluate, predict() on arrays,
+dicts and DataFrames with classes, `graphdsl predict` and `graphdsl evaluate`, and the threads limit.
+Expected values are computed here with NumPy from the weights, never by graphdsl."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import graphdsl
+from graphdsl.cli import main
+from graphdsl.errors import DataError
+from graphdsl.training.trainer import Trainer
+
+W = np.array([[1.0, -1.0], [0.5, 2.0], [-1.0, 0.25]])
+B = np.array([0.1, 0.0, -0.1])
+SOFTMAX = """
+input x[2]
+target k
+param W[3, 2] = zeros()
+param b[3] = zeros()
+z = W x + b
+L = softmax_ce(z, k)
+minimize L using sgd(lr=0.1)
+"""
+LOGITS = """
+input x[2]
+target y
+param v[2] = zeros()
+param c = 0
+s = v x + c
+L = {loss}
+data x = [[0, 0], [0, 1], [1, 0], [1, 1]], y = [0, 1, 1, 0]
+minimize L using sgd(lr=0.1), epochs=3
+"""
+X = np.array([[0.5, -1.0], [2.0, 3.0], [-1.0, 0.0], [0.2, 0.1]])
+K = np.array([0, 1, 2, 2])
+
+
+def saved_softmax(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, W=W, b=B)
+    model = graphdsl.compile(SOFTMAX, engine="numpy")
+    model.load_weights(path)
+    return model
+
+
+def test_save_then_load_weights_round_trips(tmp_path):
+    model = saved_softmax(tmp_path)
+    model.save(tmp_path / "again.npz")
+    with np.load(tmp_path / "again.npz", allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["W", "b"]
+        np.testing.assert_array_equal(saved["W"], W)
+    other = graphdsl.compile(SOFTMAX, engine="numpy")
+    other.load_weights(tmp_path / "again.npz")
+    np.testing.assert_array_equal(other.params["b"], B)
+
+
+@pytest.mark.parametrize("arrays, named", [
+    ({"W": W}, "`b` ([3]) is missing"),
+    ({"W": W, "b": B, "extra": B}, "`extra` ([3]) is not a parameter"),
+    ({"W": W[:2], "b": B}, "`W` is [2, 2] in the file"),
+])
+def test_a_weights_file_that_does_not_fit_names_the_param(tmp_path, arrays, named):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=re.escape(named)):
+        graphdsl.compile(SOFTMAX).load_weights(tmp_path / "bad.npz")
+
+
+def test_predict_takes_an_array_a_dict_or_a_dataframe(tmp_path):
+    model = saved_softmax(tmp_path)
+    want = X @ W.T + B
+    np.testing.assert_allclose(model.predict(X), want, rtol=1e-14)
+    np.testing.assert_allclose(model.predict({"x": X}), want, rtol=1e-14)
+    frame = pd.DataFrame(X, columns=["x[0]", "x[1]"])
+    np.testing.assert_allclose(model.predict(frame), want, rtol=1e-14)
+    np.testing.assert_array_equal(model.predict(X, classes=True), want.argmax(axis=1))
+    with pytest.raises(DataError, match="no column `x\\[1\\]`"):
+        model.predict(pd.DataFrame({"x[0]": X[:, 0]}))
+
+
+def test_an_array_needs_a_spec_of_one_input():
+    model = graphdsl.compile("input a[2]\ninput b[2]\nparam W[2] = [1, 2]\nL = mse(W * a, b)\nminimize L using sgd()\n")
+    with pytest.raises(DataError, match="2 inputs"):
+        model.predict(X)
+
+
+@pytest.mark.parametrize("loss, cut", [("bce_logits(s, y)", 0.0), ("bce(sigmoid(s), y)", None)])
+def test_binary_classes_from_the_logit_sign_or_the_half_cut(loss, cut):
+    model = graphdsl.compile(LOGITS.format(loss=loss), engine="numpy")
+    model.params.update(v=np.array([2.0, -3.0]), c=0.5)
+    logits = X @ np.array([2.0, -3.0]) + 0.5
+    got = model.predict(X)
+    if cut is None:  # bce compares the probability sigmoid(s) with the target
+        np.testing.assert_allclose(got, 1 / (1 + np.exp(-logits)), rtol=1e-14)
+    else:
+        np.testing.assert_allclose(got, logits, rtol=1e-14)
+    np.testing.assert_array_equal(model.predict(X, classes=True), (logits >= 0).astype(int))
+
+
+def test_a_regressor_predicts_the_loss_first_argument_and_a_custom_loss_asks_for_a_node():
+    spec = "input x[2]\ntarget t\nparam w[2] = [1, 2]\np = w x\nL = mse(p, t)\nminimize L using sgd()\n"
+    model = graphdsl.compile(spec, engine="numpy")
+    np.testing.assert_allclose(model.predict(X), X @ [1, 2], rtol=1e-14)
+    custom = graphdsl.compile(spec.replace("mse(p, t)", "(p - t) * (p - t)"), engine="numpy")
+    with pytest.raises(DataError, match="say which node to predict"):
+        custom.predict(X)
+    np.testing.assert_allclose(custom.predict(X, node="p"), X @ [1, 2], rtol=1e-14)
+    with pytest.raises(DataError, match="classes=True needs"):
+        model.predict(X, classes=True)
+
+
+def test_evaluate_gives_the_loss_and_metrics_by_hand(tmp_path):
+    model = saved_softmax(tmp_path)
+    z = X @ W.T + B
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    got = model.evaluate({"x": X, "k": K})
+    assert got["loss"] == pytest.approx(-log_p[np.arange(4), K].mean(), rel=1e-13)
+    predicted = z.argmax(axis=1)
+    assert got["accuracy"] == pytest.approx(np.mean(predicted == K))
+    matrix = np.zeros((3, 3), int)
+    for t, p in zip(K, predicted):
+        matrix[t, p] += 1
+    np.testing.assert_array_equal(got["confusion"], matrix)
+
+
+def test_evaluate_a_regressor_gives_mae_and_r2():
+    spec = "input x[2]\ntarget t\nparam w[2] = [1, 2]\nL = mse(w x, t)\nminimize L using sgd()\n"
+    t = np.array([1.0, 7.0, -2.0, 0.0])
+    p = X @ [1, 2]
+    got = graphdsl.compile(spec, engine="numpy").evaluate({"x": X, "t": t})
+    assert got["loss"] == pytest.approx(np.mean((p - t) ** 2), rel=1e-13)
+    assert got["mae"] == pytest.approx(np.mean(np.abs(p - t)), rel=1e-13)
+    assert got["r2"] == pytest.approx(1 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2), rel=1e-13)
+
+
+def test_cli_predict_and_evaluate_from_saved_weights(tmp_path):
+    (tmp_path / "net.nn").write_text(LOGITS.format(loss="bce_logits(s, y)").replace("epochs=3", "epochs=50"))
+    np.savez(tmp_path / "w.npz", v=np.array([2.0, -3.0]), c=np.array(0.5))
+    np.savetxt(tmp_path / "new.csv", X, delimiter=",")
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "net.nn"), "--load", str(tmp_path / "w.npz"),
+                                       str(tmp_path / "new.csv")])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(pd.io.common.StringIO(result.output))
+    logits = X @ np.array([2.0, -3.0]) + 0.5  # the saved weights as they are: nothing trained
+    assert list(frame.columns) == ["s", "class"]
+    np.testing.assert_allclose(frame["s"], logits, rtol=1e-14)
+    np.testing.assert_array_equal(frame["class"], (logits >= 0).astype(int))
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "net.nn"), "--load", str(tmp_path / "w.npz"),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    z, y = data @ [2.0, -3.0] + 0.5, np.array([0, 1, 1, 0])
+    rows = {row["name"]: row["value"] for row in json.loads(result.output)["rows"]}
+    assert rows["loss"] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z), rel=1e-12)
+    assert rows["accuracy"] == np.mean((z >= 0) == y)
+    np.savez(tmp_path / "bad.npz", v=np.zeros(3), c=np.array(0.5))
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "net.nn"), "--load", str(tmp_path / "bad.npz")])
+    assert result.exit_code == 2 and "bad.npz" in result.output and "`v`" in result.output
+
+
+def blas_threads() -> list:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_threads_limit_blas_while_training_and_are_restored_after(monkeypatch):
+    seen = []
+    chunk = Trainer.run_chunk
+
+    def watched(self, *args):
+        seen.append(blas_threads())
+        return chunk(self, *args)
+
+    monkeypatch.setattr(Trainer, "run_chunk", watched)
+    model = graphdsl.compile(LOGITS.format(loss="bce_logits(s, y)"))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model.train(threads=1)
+        assert blas_threads() == before
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    with pytest.raises(ValueError, match="threads"):
+        model.train(threads=0)
+
+
+def test_cli_run_takes_threads(tmp_path):
+    (tmp_path / "net.nn").write_text(LOGITS.format(loss="bce_logits(s, y)"))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--threads", "0"])
+    assert result.exit_code == 2

@@ -191,3 +191,18 @@ def test_cli_run_takes_threads(tmp_path):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--threads", "0"])
     assert result.exit_code == 2
+
+
+def test_many_examples_are_evaluated_in_chunks_with_the_same_numbers(monkeypatch):
+    """Predicting or measuring more examples than evaluate.CHUNK takes several minibatch graphs of
+    one size; the values are those of evaluating each example alone."""
+    import graphdsl
+    from graphdsl.training import evaluate
+
+    model = graphdsl.compile("input x[2]\nparam W[3, 2] = [[1, -1], [0.5, 2], [0, 1]]\nh = tanh(W x)\n",
+                             engine="numpy")
+    xs = np.random.default_rng(0).normal(size=(11, 2))
+    monkeypatch.setattr(evaluate, "CHUNK", 4)  # 11 examples: chunks of 4, 4 and 3 (padded to 4)
+    got = model.predict({"x": xs}, node="h")
+    want = np.tanh(xs @ np.array([[1, -1], [0.5, 2], [0, 1]]).T)
+    np.testing.assert_allclose(got, want, rtol=1e-14)

@@ -19,12 +19,18 @@ from graphdsl.training.records import flat_names
 from graphdsl.transforms.interpret import evaluate
 
 
+CHUNK = 4096  # examples the interpreter evaluates at once
+
+
 def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -> dict:
     """Values of spec nodes (ids) for every example in `arrays` (name -> one row an example), with the
     interpreter on one minibatch graph of them all, at `params` (by default the model's)."""
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
-    if len(next(iter(arrays.values()))) == 1:  # one example, the spec's own graph: it may hold any values
+    n = len(next(iter(arrays.values())))
+    if n > CHUNK:  # every value of 60,000 examples at once would take gigabytes: CHUNK at a time
+        return in_chunks(model, nodes, arrays, params, n)
+    if n == 1:  # one example, the spec's own graph: it may hold any values
         return one_example(model, nodes, arrays, params)
     g, new = pipeline.batched_graph(spec, data, nodes, len(next(iter(arrays.values()))))
     values = {leaf.id: g.values.get(leaf.id) for leaf in g.leaves()}
@@ -33,6 +39,18 @@ def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -
     with np.errstate(all="ignore"):
         found = evaluate(g, values, [new[x] for x in nodes])
     return {x: found[new[x]] for x in nodes}
+
+
+def in_chunks(model, nodes: list, arrays: dict, params: dict | None, n: int) -> dict:
+    """evaluate_all, CHUNK examples at a time; the last chunk is padded with its first example, so
+    one minibatch graph (of CHUNK) serves every chunk."""
+    parts = []
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        take = np.concatenate([np.arange(start, stop), np.full(CHUNK - (stop - start), start)])
+        found = evaluate_all(model, nodes, {k: np.asarray(v)[take] for k, v in arrays.items()}, params)
+        parts.append({x: np.asarray(v)[:stop - start] for x, v in found.items()})
+    return {x: np.concatenate([part[x] for part in parts]) for x in nodes}
 
 
 def one_example(model, nodes: list, arrays: dict, params: dict | None) -> dict:

@@ -259,6 +259,10 @@ def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, s
         answer(model, before, precision, detect_anomaly, printed, model.spec.training is not None, fmt)
     if plot:
         records.plotting(plot)  # a missing matplotlib is found before training, not after it
+    if predict_from:  # so is a source that cannot be predicted from
+        from graphdsl.training.evaluate import prediction_examples
+
+        predict_from = prediction_examples(model, command_line_data(predict_from))[1]
     if model.spec.training is not None:
         history = train_for_run(model, data, trace, log, checkpoint, resume, threads)
         if save:  # the weights first: what can fail after them must not lose them
@@ -268,7 +272,7 @@ def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, s
         if not predict_from:
             say(trained(model, history, precision, fmt, save), printed, fmt)
     if predict_from:
-        click.echo(predictions(model, command_line_data(predict_from)), nl=False)
+        click.echo(predictions(model, predict_from), nl=False)
         return
     answer(model, after if model.spec.requests or printed else None, precision, detect_anomaly, printed, bool(printed),
            fmt)

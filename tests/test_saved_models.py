@@ -206,3 +206,23 @@ def test_many_examples_are_evaluated_in_chunks_with_the_same_numbers(monkeypatch
     got = model.predict({"x": xs}, node="h")
     want = np.tanh(xs @ np.array([[1, -1], [0.5, 2], [0, 1]]).T)
     np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_run_predicts_a_built_in_set_and_finds_a_bad_source_before_training(tmp_path, monkeypatch):
+    """--predict iris reads iris's inputs (leaving out its labels), and a source that cannot be read
+    is refused before anything trains."""
+    from click.testing import CliRunner
+
+    from graphdsl.cli import main
+    from graphdsl.training.trainer import Trainer
+
+    spec = (tmp_path / "net.nn")
+    spec.write_text("input x[4]\ntarget k\nparam W[3, 4] = xavier(seed=0)\nz = W x\nL = softmax_ce(z, k)\n"
+                    "minimize L using sgd(lr=0.1), epochs=1\n")
+    result = CliRunner().invoke(main, ["run", str(spec), "--data", "iris", "--predict", "iris"])
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert rows[0] == "z[0],z[1],z[2],class" and len(rows) == 151
+    monkeypatch.setattr(Trainer, "run", lambda *a, **k: pytest.fail("trained before reading --predict"))
+    result = CliRunner().invoke(main, ["run", str(spec), "--data", "iris", "--predict", str(tmp_path / "no.csv")])
+    assert result.exit_code == 2 and "no.csv" in result.output

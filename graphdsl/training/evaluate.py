@@ -164,17 +164,31 @@ def as_data(model, data, leaves: list):
     return arrays
 
 
+def prediction_examples(model, data, node: str | None = None) -> tuple[int, dict]:
+    """(the node predict() gives, by id; the examples of the inputs it needs, from `data` as_data
+    reads it). Read before anything else, so that a bad source is found before a run trains. A
+    built-in set also holds targets: they are read as training reads them, and left out."""
+    train = model.spec.training
+    g = model.spec.graph
+    target = pipeline.node_id(model.spec, node) if node else prediction_of(train)
+    needed = g.ancestors([target])
+    inputs = [i for i in (g.names[n] for n in model.spec.names_of("input")) if i in needed]
+    read = inputs
+    if isinstance(data, str) and data in datasets.BUILTIN and train is not None:
+        read = inputs + [t for t in data_leaves(model.spec, g.names[train.loss]) if t not in inputs]
+    examples = datasets.load(as_data(model, data, inputs), fields(model, read), None)
+    return target, {g.name_of(i): examples[g.name_of(i)] for i in inputs}
+
+
 def predict(model, data, node: str | None = None, as_classes: bool = False, params: dict | None = None) -> np.ndarray:
     """`node` (by default what the loss compares with the target, prediction_of) for every example
-    in `data` (as_data), at `params`; `as_classes`: the class a classifier's prediction says instead."""
+    in `data` (prediction_examples), at `params`; `as_classes`: the class a classifier's prediction
+    says instead."""
     train = model.spec.training
-    target = pipeline.node_id(model.spec, node) if node else prediction_of(train)
+    target, examples = prediction_examples(model, data, node)
     if as_classes and (train is None or train.metric is None or target != train.metric[1]):
         raise DataError("classes=True needs a loss written as " + ", ".join(CLASSIFIERS)
                         + ", and its prediction (leave out node)")
-    needed = model.spec.graph.ancestors([target])
-    inputs = [i for i in (model.spec.graph.names[n] for n in model.spec.names_of("input")) if i in needed]
-    examples = datasets.load(as_data(model, data, inputs), fields(model, inputs), None)
     values = np.array(evaluate_all(model, [target], examples, params)[target])  # never a view of the caller's data
     return decided(train.metric[0], values) if as_classes else values
 

@@ -416,16 +416,19 @@ def draw(spec, output, fmt, sets):
     """Draw SPEC's graph: a box per named node with its shape, value and gradient, params and inputs
     styled apart, each edge labelled with the ops that read the value. SVG and PNG are laid out by
     Graphviz's `dot` program; DOT text needs no program."""
-    from graphdsl.files import replace_atomically
+    from graphdsl.files import check_outputs, replace_atomically
     from graphdsl.tools.draw import DrawError, picture
+    from graphdsl.training.examples import data_files
 
     fmt = fmt or {".svg": "svg", ".png": "png"}.get(os.path.splitext(output or "")[1].lower(), "dot")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise click.UsageError("a PNG is binary: write it to a file with -o FILE.png")
-    if output is not None and os.path.exists(output) and os.path.samefile(output, spec):
-        raise click.UsageError(f"-o {output} is the spec itself: name another file")
+    model = open_spec(spec, settings=settings_from(sets))
+    # as run's outputs are: never the spec or its data, a device or a FIFO, nor in a missing folder
+    check_outputs([("the spec itself", spec), *(("the data file", path) for path in data_files(model, None))],
+                  [("-o", output)])
     try:
-        data = picture(open_spec(spec, settings=settings_from(sets)), fmt)
+        data = picture(model, fmt)
     except DrawError as err:
         click.echo(f"graphdsl draw: {err}", err=True)
         sys.exit(2)

@@ -2,6 +2,7 @@
 labels and an edge for each value a node reads; seed 000's network is checked against its
 wiring and its gradients by hand; one picture is opened in a real headless browser; without
 Graphviz's `dot`, DOT text still works and SVG is a clear error."""
+import os
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,15 @@ def test_the_svg_renders_in_a_headless_browser(tmp_path):
     # the boxes as drawn: the params' orange, the input's blue, the target's green, and dark text
     assert near((0xfd, 0xe8, 0xc8)) > 5000 and near((0xdb, 0xe9, 0xfb)) > 1000 and near((0xdc, 0xf2, 0xdc)) > 1000
     assert int((pixels.sum(axis=1) < 150).sum()) > 2000
+
+
+def test_draw_refuses_an_output_that_is_not_a_regular_file_or_is_the_data(tmp_path):
+    """draw's -o is checked as run's outputs are: a FIFO would block, the spec's data file would be lost."""
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n")
+    spec = tmp_path / "net.nn"
+    spec.write_text('input x\ntarget y\nparam w = 1\nL = (w x - y)^2\ndata "d.csv"\nminimize L using sgd(lr=0.1)\n')
+    os.mkfifo(tmp_path / "fifo")
+    for output, words in [(tmp_path / "fifo", "not a regular file"), (tmp_path / "d.csv", "the data file")]:
+        result = invoke("draw", str(spec), "-o", str(output))
+        assert result.exit_code == 2 and words in result.output, result.output
+    assert (tmp_path / "d.csv").read_text() == "x,y\n1,2\n"

@@ -270,3 +270,13 @@ def test_a_short_run_is_interpreted_and_equals_the_compiled_run(spec, monkeypatc
         np.testing.assert_allclose(history[key], compiled[key], rtol=1e-12, err_msg=key)
     for name, value in compiled_model.params.items():
         np.testing.assert_allclose(model.params[name], value, rtol=1e-12, err_msg=name)
+
+
+def test_a_param_shows_before_and_after_minimize_when_the_inputs_live_in_the_data(tmp_path):
+    """`show w` needs no input: it prints at the given weight and at the trained one, which two
+    SGD steps on mean((w x - y)^2) over x = [1, 2], y = [2, 4] from 0.5 make 1.25, then 1.625."""
+    out = run(tmp_path, "input x\ntarget y\nparam w = 0.5\nL = (w x - y)^2\nshow w\n"
+                        "data x = [1, 2], y = [2, 4]\nminimize L using sgd(lr=0.1), epochs=2\nshow w\n")
+    blocks = out.split("\n\n")
+    assert numbers(blocks[0], "w") == pytest.approx([0.5]) and numbers(blocks[-1], "w") == pytest.approx([1.625])
+    assert "not printed" not in out

@@ -515,23 +515,29 @@ def explain(spec, node, loss, precision, fmt):
 @click.option("--address", metavar="tcp://HOST:PORT",
               help="run on this Dask scheduler  [default: DASK_SCHEDULER_ADDRESS, else a local cluster]")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N", help="local cluster workers  [default: the cores]; 1 runs here")
-def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, address, workers):
-    """Train SPEC once per trial: each --grid combination (crossed with --random draws), each with
-    --seeds seeds, one row a trial to --out. Exits 1 if any trial failed."""
+@click.option("--search", default="grid", show_default=True, type=click.Choice(["grid", "tpe"]),
+              help="grid: every --grid point (crossed with --random draws); tpe: Optuna's TPE proposes --trials "
+                   "points from the --grid values and --range bounds, each knowing the results before it")
+@click.option("--trials", type=click.IntRange(min=1), metavar="N", help="how many trials --search tpe runs in all")
+@click.option("--metric", help="what --search tpe optimises  [default: val_loss with a validation split, else loss]")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="with --search tpe, stop a trial whose metric falls behind the median of the trials before it")
+def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, address, workers, search, trials,
+          metric, prune):
+    """Train SPEC once per trial, one row a trial to --out: each --grid combination (crossed with
+    --random draws), each with --seeds seeds, or with --search tpe the --trials points Optuna
+    proposes. Exits 1 if any trial failed."""
     import time
     from pathlib import Path
 
     from graphdsl.tools import sweep as sw
-    from graphdsl.frontend.expand import split_pair
 
     model = open_spec(spec)
     if model.spec.training is None:  # a bad spec is reported once, not once per trial
         raise click.UsageError("a sweep trains: the spec must say `minimize L using ...`")
     refuse_overwriting(spec, model, command_line_data(data), {"out": out, "plot": plot})
-    grid = {name: sw.parse_values(v) for name, v in (split_pair(p, "--grid") for p in grids)}
-    drawn = {name: sw.Range.parse(v) for name, v in (split_pair(p, "--range") for p in ranges)}
-    trials = sw.plan(settings_from(sets), grid, drawn, random, seeds)
-    swept = [*grid, *drawn]
+    trial_list, searching, swept, metric = sweep_plan(model, search, grids, ranges, random, seeds, sets, trials,
+                                                      metric, prune, out)
     if (address or workers != 1) and not sw.dask_available():
         if address:
             raise click.UsageError('--address needs Dask: pip install "dask[distributed]"')
@@ -544,16 +550,18 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
     def report(row, finished, total):
         nonlocal ran
         ran = finished
-        result = row["status"] + (f": {row['error'].splitlines()[0]}" if row["error"] else "")
+        result = (row["error"] if row["status"] == "pruned" else
+                  row["status"] + (f": {row['error'].splitlines()[0]}" if row["error"] else ""))
         click.echo(f"[{finished}/{total}] {sw.describe(row, swept)}: {result} ({row['seconds']} s)", err=True)
 
     began = time.perf_counter()
-    rows = sw.run_sweep(job, trials, swept, out, resume=resume, address=address, workers=workers, report=report)
+    rows = sw.run_sweep(job, trial_list, swept, out, resume=resume, address=address, workers=workers, report=report,
+                        search=searching)
     took = time.perf_counter() - began
-    failed = sum(row["status"] != "ok" for row in rows)
+    failed = sum(row["status"] not in ("ok", "pruned") for row in rows)
     this_run = f"{ran} trials in {took:.1f} s ({ran / took:.2f} trials/s)" if ran else "nothing left to run"
     click.echo(f"{out}: {len(rows)} trials, {failed} failed; this run: {this_run}")
-    metric, top = sw.best(rows)
+    metric, top = sw.best(rows, metric)
     if top is not None:
         click.echo(f"best by {metric}: {sw.describe(top, swept)}: "
                    + ", ".join(f"{m} {top[m]}" for m in sw.METRICS if top.get(m)))
@@ -561,3 +569,30 @@ def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, add
         sw.plot(rows, swept, metric, plot)
     if failed:
         sys.exit(1)
+
+
+def sweep_plan(model, search, grids, ranges, random, seeds, sets, trials, metric, prune, out) -> tuple:
+    """(the grid's trials or None, a function of --out's rows giving the search or None, the swept
+    names, the metric that ranks trials or None for the default)."""
+    from functools import partial
+
+    from graphdsl.frontend.expand import split_pair
+    from graphdsl.tools import sweep as sw
+
+    grid = {name: sw.parse_values(v) for name, v in (split_pair(p, "--grid") for p in grids)}
+    drawn = {name: sw.Range.parse(v) for name, v in (split_pair(p, "--range") for p in ranges)}
+    fixed = settings_from(sets)
+    if search == "grid":
+        if trials is not None or metric is not None:
+            raise click.UsageError(f"{'--trials' if trials is not None else '--metric'} is for --search tpe")
+        return sw.plan(fixed, grid, drawn, random, seeds), None, [*grid, *drawn], None
+    from graphdsl.tools import search as se
+
+    sw.check_names(fixed, grid, drawn)
+    se.check(grid, drawn, random, seeds, trials)
+    from graphdsl import pipeline
+
+    trained = pipeline.check(model.spec.text, model.spec.filename, settings=fixed).training  # as every trial's
+    metric = se.objective(trained, metric)
+    space = se.Space(grid, drawn)
+    return None, partial(se.Search, space, fixed, metric, trials, prune, where=str(out)), [*grid, *drawn], metric

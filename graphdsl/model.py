@@ -173,7 +173,7 @@ class Model:
         return np.array(rows).reshape(shape_f + g.nodes[g.names[wrt]].shape)
 
     def train(self, data=None, *, trace=None, log=None, checkpoint=None, resume=None, progress=False, threads=None,
-              **changes):
+              on_epoch=None, **changes):
         """Train the params as the spec's `minimize` statement says; returns a History.
 
         data: a path (relative to the current directory), a built-in data set ("iris", "digits") or a
@@ -182,7 +182,8 @@ class Model:
         patience=5, validation="val.csv" or a dict of arrays; docs/training.md). trace: a CSV path, or
         True to keep it as `history.trace`. log: an epoch log CSV path. checkpoint: an .npz path saved
         after every chunk of epochs; resume: one to start from. threads: BLAS threads while training (by
-        default as they are). The loop runs compiled, whatever the model's engine.
+        default as they are). on_epoch(epoch, metrics): called after each epoch with each metric's value
+        (loss, val_loss, ...); returning True stops training there. The loop runs compiled.
         """
         from graphdsl.training.trainer import Trainer, threads_limited
 
@@ -192,7 +193,7 @@ class Model:
         fitted_params(self)  # the trainer flattens them into the loop's one parameter vector
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
         with claimed(self), threads_limited(threads):
-            return Trainer(self, train, data, shown).run(trace=trace, log=log, checkpoint=checkpoint,
+            return Trainer(self, train, data, shown, on_epoch).run(trace=trace, log=log, checkpoint=checkpoint,
                                                          resume=resume, progress=progress)
 
     def predict(self, data, node: str | None = None, classes: bool = False) -> np.ndarray:

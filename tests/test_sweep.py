@@ -189,7 +189,7 @@ def test_resume_runs_only_the_trials_without_a_row(job, serial, tmp_path, monkey
     out.write_text("".join(lines[:4]))  # the header and three finished trials
     ran = []
     real = sweep.run_trial
-    monkeypatch.setattr(sweep, "run_trial", lambda j, t: (ran.append(t.id), real(j, t))[1])
+    monkeypatch.setattr(sweep, "run_trial", lambda j, t, w=None: (ran.append(t.id), real(j, t, w))[1])
     sweep.run_sweep(job, trials(), list(GRID), out, resume=True, workers=1)
     assert len(ran) == 5
     assert without_time(read(out)) == without_time(read(serial))
@@ -214,11 +214,11 @@ def test_resuming_into_a_file_without_a_whole_line_leaves_it_as_it_was(job, tmp_
 def test_a_killed_sweep_keeps_every_finished_row(job, tmp_path, monkeypatch):
     real, ran = sweep.run_trial, []
 
-    def dies_on_third(j, t):
+    def dies_on_third(j, t, watch=None):
         ran.append(t)
         if len(ran) == 3:
             raise KeyboardInterrupt
-        return real(j, t)
+        return real(j, t, watch)
     monkeypatch.setattr(sweep, "run_trial", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(job, trials(), list(GRID), tmp_path / "k.csv", workers=1)

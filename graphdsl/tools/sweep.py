@@ -102,17 +102,22 @@ class Trial:
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def check_names(fixed: dict, grid: dict, ranges: dict) -> None:
+    """Each setting given once among --set, --grid and --range, and none of them the seed."""
+    if "seed" in {*fixed, *grid, *ranges}:
+        raise DataError("a trial's seed comes from --seeds N (seeds 0 to N-1), not from a setting")
+    clash = (set(fixed) & set(grid)) | (set(fixed) & set(ranges)) | (set(grid) & set(ranges))
+    if clash:
+        raise DataError(f"`{sorted(clash)[0]}` is given more than once among --set, --grid and --range")
+
+
 def plan(fixed: dict, grid: dict, ranges: dict, random: int, seeds: int) -> list[Trial]:
     """Every grid point, crossed with `random` points drawn from the ranges, crossed with the seeds.
 
     The draws come from a fixed seed, so a sweep can be resumed, and the first N points of
     `random=2N` are the points of `random=N`.
     """
-    if "seed" in {*fixed, *grid, *ranges}:
-        raise DataError("a trial's seed comes from --seeds N (seeds 0 to N-1), not from a setting")
-    clash = (set(fixed) & set(grid)) | (set(fixed) & set(ranges)) | (set(grid) & set(ranges))
-    if clash:
-        raise DataError(f"`{sorted(clash)[0]}` is given more than once among --set, --grid and --range")
+    check_names(fixed, grid, ranges)
     if bool(random) != bool(ranges):
         raise DataError("random search needs both --random N and at least one --range")
     if seeds < 1:
@@ -135,8 +140,9 @@ class Job:
     data: str | tuple | None = None  # a built-in name, or absolute paths
 
 
-def run_trial(job: Job, trial: Trial) -> dict:
-    """Compile and train one trial; its metrics, status, error message and wall time.
+def run_trial(job: Job, trial: Trial, watch=None) -> dict:
+    """Compile and train one trial; its metrics, status, error message and wall time. A `watch`
+    (search.Watch) sees each epoch's metrics and may stop the trial: its outcome joins the result.
 
     A bad setting or a non-finite loss fails this trial only, and so does a bug in graphdsl that
     one trial meets: the other trials, and the rows they wrote, are worth keeping."""
@@ -149,7 +155,9 @@ def run_trial(job: Job, trial: Trial) -> dict:
             warnings.simplefilter("ignore", graphdsl.SpecWarning)
             model = graphdsl.compile(job.text, filename=job.filename, seed=trial.seed,
                                      settings={**trial.settings, "seed": trial.seed})
-        result = {**final_metrics(model.train(job.data)), "status": "ok", "error": ""}
+        result = {**final_metrics(model.train(job.data, on_epoch=watch)), "status": "ok", "error": ""}
+        if watch is not None:
+            result.update(watch.outcome())
     except (TrainingError, DataError, SpecError) as err:
         result = {"status": "error", "error": str(err)}
     except Exception as err:  # a bug: reported as the command line reports one, in this trial's row
@@ -280,51 +288,71 @@ def local_cluster(workers: int):
                         silence_logs=logging.ERROR)
 
 
-def execute(job: Job, trials: list, done, address: str | None = None, workers: int | None = None) -> None:
-    """Run the trials, calling done(trial, result) as each finishes: in this process when
-    workers == 1 (or Dask is missing), else on the cluster at `address` or a local one."""
+def execute(job: Job, work, done, address: str | None = None, workers: int | None = None,
+            count: int = 1, lazy: bool = False) -> None:
+    """Run each (trial, watch) of the iterator `work` (`count` of them), calling done(trial, result)
+    as each finishes: in this process when workers == 1 (or Dask is missing), else on the cluster
+    at `address` or a local one. `lazy`: take the next one only once a worker is free, so that a
+    search proposes each trial knowing every result before it."""
     address = scheduler_address(address)
     if address is None and (workers == 1 or not dask_available()):
-        for trial in trials:
-            done(trial, run_trial(job, trial))
+        for trial, watch in work:
+            done(trial, run_trial(job, trial, watch))
         return
     from dask.distributed import Client, as_completed
 
     with ExitStack() as stack:
         if address is None:
-            address = stack.enter_context(local_cluster(min(workers or os.cpu_count() or 1, len(trials))))
+            address = stack.enter_context(local_cluster(min(workers or os.cpu_count() or 1, count)))
         client = stack.enter_context(Client(address))
-        # pure=False: random task keys, so another sweep on a shared cluster never shares results
-        futures = {client.submit(run_trial, job, t, pure=False): t for t in trials}
-        for future in as_completed(futures):
+        futures = {}
+
+        def submit(item):
+            # pure=False: random task keys, so another sweep on a shared cluster never shares results
+            future = client.submit(run_trial, job, *item, pure=False)
+            futures[future] = item[0]
+            return future
+
+        ahead = max(1, sum(client.nthreads().values())) if lazy else count
+        running = as_completed([submit(item) for item in itertools.islice(work, ahead)])
+        for future in running:
             try:
                 result = future.result()
             except Exception as err:  # the worker died (killed, out of memory) or the cluster lost the task
                 result = {"status": "error", "error": f"the trial's worker failed ({type(err).__name__}: {err})",
                           "seconds": math.nan}
-            done(futures[future], result)
+            done(futures.pop(future), result)
+            for item in itertools.islice(work, 1):
+                running.add(submit(item))
 
 
-def run_sweep(job: Job, trials: list, swept: list, out, *, resume: bool = False, address: str | None = None,
-              workers: int | None = None, report=None) -> list[dict]:
-    """Run the trials that have no row in `out` yet; every row of `out` afterwards.
+def run_sweep(job: Job, trials: list | None, swept: list, out, *, resume: bool = False, address: str | None = None,
+              workers: int | None = None, report=None, search=None) -> list[dict]:
+    """Run the trials that have no row in `out` yet, or with `search` (a function of the rows already
+    in `out`, giving a search.Search) the trials the search proposes; every row of `out` afterwards.
     report(row, finished, total) is called as each trial finishes."""
     results = Results(out, swept, resume)
     try:
-        done_before = results.done
-        todo = [t for t in trials if t.id not in done_before]
+        if search is None:
+            work = [(t, None) for t in trials if t.id not in results.done]
+            count, work, tell = len(work), iter(work), None
+        else:
+            searching = search(results.rows)
+            count, work, tell = searching.left, searching.proposals(), searching.tell
         finished = 0
 
         def done(trial, result):
             nonlocal finished
             row = row_of(trial, swept, result)
             results.append(row)
+            if tell:
+                tell(trial, result)
             finished += 1
             if report:
-                report(row, finished, len(todo))
+                report(row, finished, count)
 
-        if todo:
-            execute(job, todo, done, address, workers)
+        if count:
+            execute(job, work, done, address, workers, count, lazy=tell is not None)
     finally:
         results.close()
     return results.rows
@@ -345,11 +373,13 @@ def ranking_metric(rows: list) -> str:
     return "val_loss" if any(math.isfinite(number(r["val_loss"])) for r in ok) else "loss"
 
 
-def best(rows: list) -> tuple[str, dict | None]:
-    """(the ranking metric, the finished trial whose last epoch has the lowest value of it, or None)."""
-    metric = ranking_metric(rows)
+def best(rows: list, metric: str | None = None) -> tuple[str, dict | None]:
+    """(the ranking metric, by default ranking_metric's, and the finished trial whose last epoch has
+    the best value of it, the lowest loss or highest accuracy, or None)."""
+    metric = metric or ranking_metric(rows)
     ok = [r for r in rows if r["status"] == "ok" and math.isfinite(number(r[metric]))]
-    return metric, min(ok, key=lambda r: number(r[metric]), default=None)
+    sign = 1 if metric in LOWER_IS_BETTER else -1
+    return metric, min(ok, key=lambda r: sign * number(r[metric]), default=None)
 
 
 def plot(rows: list, swept: list, metric: str, path) -> None:

@@ -59,14 +59,14 @@ def loop_value(value, dtype):
 class Trainer:
     """One training run of a model: compiled once, then run chunk by chunk."""
 
-    def __init__(self, model, train: Training, data=None, traced=()):
+    def __init__(self, model, train: Training, data=None, traced=(), on_epoch=None):
         self.model, self.train = model, train
         spec = model.spec
         self.params = train.trained(spec.names_of("param"))  # frozen params are constants of the loop
         leaves = data_leaves(spec, spec.graph.names[train.loss])
         every = examples(model, train, data, leaves)  # in the loop's dtype
         self.fit, self.val = held_out(model, train, every, leaves)  # validation in the interpreter's dtype
-        self.stopping = EarlyStopping(train, bool(self.val))
+        self.stopping = EarlyStopping(train, bool(self.val), on_epoch)
         n = len(next(iter(self.fit.values()))) if self.fit else 1  # no data leaves: one step an epoch
         size = n if train.options["batch"] == "all" else min(train.options["batch"], n)
         self.size, self.n, self.steps_per_epoch = size, n, -(-n // size)
@@ -214,7 +214,7 @@ def run_chunks(self: Trainer, theta, state, progress: tuple, out, tracing: bool,
     """Trainer.run's chunks of epochs, each recorded once it ends (params, trace, log, checkpoint),
     until the epochs are done, early stopping stops, or Ctrl-C; returns (steps, epochs) done."""
     (t, done), epochs, count = progress, self.train.options["epochs"], 1
-    one_by_one = bool(self.val) or bool(self.stopping.patience)  # metrics measured after each epoch
+    one_by_one = bool(self.val) or self.stopping.each_epoch  # metrics measured after each epoch
     while done < epochs and not interrupted() and not self.stopping.stopped:  # Ctrl-C stops here
         count = min(count, epochs - done)
         began = time.perf_counter()

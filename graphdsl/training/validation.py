@@ -36,10 +36,12 @@ class EarlyStopping:
     `monitor` lower than the best so far (higher, for an accuracy) is the new best and its weights
     are kept; `patience` epochs in a row without one stop training. At the end the model takes the
     best epoch's weights, whether training stopped early or ran out of epochs. patience 0: never
-    stops, keeps nothing."""
+    stops, keeps nothing. `on_epoch(epoch, metrics)`, when given, is called after each epoch with
+    each metric's value, and stops training by returning True (as a sweep's pruner does)."""
 
-    def __init__(self, train: Training, validated: bool):
+    def __init__(self, train: Training, validated: bool, on_epoch=None):
         self.monitor, self.patience = train.options["monitor"], train.options["patience"]
+        self.on_epoch, self.halted = on_epoch, False
         if self.patience and self.monitor.startswith("val_") and not validated:
             raise DataError(f"early stopping (`patience`) watches `{self.monitor}`, but no examples are held out "
                             "for validation: add validation=0.2 (a fraction) or validation=\"val.csv\"")
@@ -50,11 +52,18 @@ class EarlyStopping:
         self.best, self.best_epoch, self.wait, self.best_theta = math.inf, 0, 0, None
 
     @property
+    def each_epoch(self) -> bool:
+        """Whether metrics are wanted after every epoch, not only after a chunk of them."""
+        return bool(self.patience) or self.on_epoch is not None
+
+    @property
     def stopped(self) -> bool:
-        return bool(self.patience) and self.wait >= self.patience
+        return self.halted or (bool(self.patience) and self.wait >= self.patience)
 
     def epoch(self, epoch: int, columns: dict, theta: np.ndarray) -> None:
         """After epoch `epoch` (from 1), whose metrics are `columns` (one value each), with `theta`."""
+        if self.on_epoch is not None:
+            self.halted = bool(self.on_epoch(epoch, {k: float(v[-1]) for k, v in columns.items()}))
         if not self.patience:
             return
         value = self.sign * float(columns[self.monitor][-1])

@@ -32,6 +32,7 @@ class Graphdsl(Peer):
     """graphdsl's `model.train()`; data passed as arrays (like the peers, loading is not timed)."""
 
     name = "graphdsl"
+    threads = None  # train()'s default: the cores other processes leave free
 
     def __init__(self, wl, dtype=np.float64):
         super().__init__(wl, dtype)
@@ -53,15 +54,27 @@ class Graphdsl(Peer):
         one epoch in this process."""
         m = self.model()
         t = time.perf_counter()
-        m.train(data=self.data, epochs=1, dtype=self.dtype.name)
+        m.train(data=self.data, epochs=1, dtype=self.dtype.name, threads=self.threads)
         return time.perf_counter() - t
 
     def prepare(self):
         self._m = self.model()
 
     def run(self) -> list:
-        self._m.train(data=self.data, dtype=self.dtype.name)
+        self._m.train(data=self.data, dtype=self.dtype.name, threads=self.threads)
         return self.wl.graphdsl_layers(self._m.params)
+
+
+class Graphdsl1(Graphdsl):
+    """graphdsl with BLAS on one thread, train(threads=1), and on two: the rows of a loaded machine."""
+
+    name = "graphdsl, 1 thread"
+    threads = 1
+
+
+class Graphdsl2(Graphdsl):
+    name = "graphdsl, 2 threads"
+    threads = 2
 
 
 # -- NumPy by hand --------------------------------------------------------------------------
@@ -336,4 +349,4 @@ class JaxStep(_JaxBase):
         return self.result(self.jax.block_until_ready(p))
 
 
-PEERS = {"graphdsl": Graphdsl, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy}
+PEERS = {"graphdsl": Graphdsl, "graphdsl-1t": Graphdsl1, "graphdsl-2t": Graphdsl2, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy}

@@ -92,7 +92,7 @@ DEFAULT_PEERS = {
     "W4": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"],
     "W5": ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step"],
 }
-F32_PEERS = ["graphdsl", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"]
+F32_PEERS = ["graphdsl", "graphdsl-1t", "graphdsl-2t", "torch", "torch-1t", "jax-loop", "jax-step", "numpy"]
 GEMM_LAYOUTS = {"contiguous": "C arrays (the bound)", "graphdsl": "graphdsl's: W and dZ read transposed"}
 
 
@@ -287,6 +287,12 @@ def bench_cold(args) -> tuple:
     return "\n".join(lines), ok
 
 
+def spin(cores: int) -> None:
+    """`cores` processes that spin until this one ends: another user's work on a shared machine."""
+    for _ in range(cores):
+        atexit.register(subprocess.Popen([sys.executable, "-c", "while True: pass"]).kill)
+
+
 def machine() -> str:
     import platform
 
@@ -314,6 +320,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="repetitions per peer (default 5; 3 with --quick)")
     ap.add_argument("--only", default="W1,W2,W3,W4,W5,cold", help="comma-separated: W1,W2,W3,W4,W5,cold")
     ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="keep N cores busy with spinning processes while timing: a loaded machine")
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     known = {"peer": (args.peers or "", list(P.PEERS)), "workload": (args.only, [*DEFAULT_PEERS, "cold"])}
@@ -325,6 +333,7 @@ def main() -> int:
         child(*args.child, args.quick)
         return 0
     print(f"machine: {machine()}")
+    spin(args.busy)
     print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.run', *sys.argv[1:]])}\n")
     ok = True
     trained = [k for k in args.only.split(",") if k != "cold"

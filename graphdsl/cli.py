@@ -240,7 +240,7 @@ def settings_from(pairs) -> dict:
               help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="BLAS threads while training  [default: as they are]")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="BLAS threads while training  [default: the cores other processes leave free]")
 def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
         detect_anomaly, threads):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for: what it asks

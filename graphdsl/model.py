@@ -182,7 +182,7 @@ class Model:
         patience=5, validation="val.csv" or a dict of arrays; docs/training.md). trace: a CSV path, or
         True to keep it as `history.trace`. log: an epoch log CSV path. checkpoint: an .npz path saved
         after every chunk of epochs; resume: one to start from. threads: BLAS threads while training (by
-        default as they are). on_epoch(epoch, metrics): called after each epoch with each metric's value
+        default the cores other processes leave free). on_epoch(epoch, metrics): called after each epoch with each metric's value
         (loss, val_loss, ...); returning True stops training there. The loop runs compiled.
         """
         from graphdsl.training.trainer import Trainer, threads_limited

@@ -2,6 +2,7 @@
 dicts and DataFrames with classes, `graphdsl predict` and `graphdsl evaluate`, and the threads limit.
 Expected values are computed here with NumPy from the weights, never by graphdsl."""
 import json
+import os
 import re
 
 import numpy as np
@@ -183,6 +184,26 @@ def test_threads_limit_blas_while_training_and_are_restored_after(monkeypatch):
     assert seen and all(threads == [1] * len(before) for threads in seen)
     with pytest.raises(ValueError, match="threads"):
         model.train(threads=0)
+
+
+@pytest.mark.parametrize("load, expected", [(0.9, 2), (1.4, 2), (1.6, 1), (5.0, 1)])
+def test_by_default_blas_leaves_the_cores_other_processes_keep_busy(monkeypatch, load, expected):
+    """Two cores: this process's own share of the load (1) aside, a load of 1.6 says other processes
+    keep most of a core busy, so BLAS trains on one thread; a quiet machine keeps both."""
+    seen, chunk = [], Trainer.run_chunk
+    monkeypatch.setattr(Trainer, "run_chunk", lambda self, *a: (seen.append(blas_threads()), chunk(self, *a))[1])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    model = graphdsl.compile(LOGITS.format(loss="bce_logits(s, y)"))
+    with threadpool_limits(limits=2, user_api="blas"):
+        model.train()
+        assert blas_threads() == [2] * len(blas_threads())
+    assert seen and all(threads == [expected] * len(threads) for threads in seen)
+    seen.clear()
+    with threadpool_limits(limits=1, user_api="blas"):  # a limit the user set is never raised
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        model.train()
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
 
 
 def test_cli_run_takes_threads(tmp_path):

@@ -7,6 +7,7 @@ saves checkpoints. A chunk runs for about CHUNK_SECONDS, long enough that calls 
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from functools import cached_property
@@ -38,17 +39,31 @@ class TrainingError(Exception):
 
 @contextmanager
 def threads_limited(threads: int | None):
-    """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; None leaves
-    them alone. The generated loops are Numba's serial code, so BLAS's threads are all there are."""
-    if threads is None:
-        yield
-        return
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
-    from threadpoolctl import threadpool_limits
+    """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; by default
+    (None) the cores other processes leave free (idle_cores). The generated loops are Numba's serial
+    code, so BLAS's threads are all there are."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    with threadpool_limits(limits=threads, user_api="blas"):
+    if threads is None:
+        now = max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
+        threads = idle_cores() if idle_cores() < now else None  # fewer, never more, than were set
+    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    with threadpool_limits(limits=None if threads is None else int(threads), user_api="blas"):
         yield
+
+
+def idle_cores() -> int:
+    """The cores this process may use that the 1-minute load average leaves free, this process's own
+    share of the load (one core) not counted, at least 1. BLAS's threads wait for each other at every
+    product, so one that shares its core with a busy process holds up all of them: on a 2-core machine
+    with one busy process, 2 threads ran the MNIST-size workload several times slower than 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):  # no load average (Windows): the cores as they are
+        return cores
+    return max(1, min(cores, round(cores - others)))
 
 
 def loop_value(value, dtype):

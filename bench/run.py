@@ -137,7 +137,7 @@ def bench_workload(key: str, args) -> tuple:
         label = make.name + (f", {layout}" if layout else "") + (" (float32)" if dt == np.float32 else "")
         print(f"  {key}: setting up {label}", file=sys.stderr, flush=True)
         peer = make(wl, dt, layout) if layout else make(wl, dt)
-        warm = peer.warmup() if name in ("graphdsl", "jax-loop", "jax-step") else None
+        warm = peer.warmup() if name.startswith(("graphdsl", "jax-")) else None
         runners.append(peer)
         rows.append({"peer": label, "name": name, "times": [], "work": wl.per_run, "warm": warm, "dtype": dt,
                      "layout": layout, "flops": getattr(peer, "flops", None)})
@@ -337,7 +337,7 @@ def main() -> int:
     print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.run', *sys.argv[1:]])}\n")
     ok = True
     trained = [k for k in args.only.split(",") if k != "cold"
-               and "graphdsl" in (args.peers.split(",") if args.peers else DEFAULT_PEERS[k])]
+               and any(p.startswith("graphdsl") for p in (args.peers.split(",") if args.peers else DEFAULT_PEERS[k]))]
     if trained:
         print(prime_helpers(trained, args), flush=True)
     for key in args.only.split(","):

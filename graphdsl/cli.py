@@ -240,7 +240,8 @@ def settings_from(pairs) -> dict:
               help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="BLAS threads while training  [default: the cores other processes leave free]")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="BLAS threads while training  [default: the cores other processes leave free]")
 def run(spec, engine, precision, fmt, sets, data, trace, log, plot, load_from, save, checkpoint, resume, predict_from,
         detect_anomaly, threads):
     """Evaluate SPEC, train it if it says `minimize`, and print what it asks for: what it asks
@@ -503,7 +504,7 @@ def explain(spec, node, loss, precision, fmt):
 @click.option("--grid", "grids", multiple=True, metavar="NAME=V1,V2,...",
               help="try each value; a list setting's values are bracketed: hidden=[16],[64,32] (repeatable)")
 @click.option("--range", "ranges", multiple=True, metavar="NAME=LOW:HIGH[:log][:int]",
-              help="where --random draws NAME from (repeatable)")
+              help="where --random, or --search tpe, draws NAME from (repeatable)")
 @click.option("--random", default=0, show_default=True, type=click.IntRange(min=0), metavar="N", help="random points drawn from the --range settings")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="run every point with seeds 0 to N-1 (param initialisation, shuffles, validation split)")
@@ -520,8 +521,9 @@ def explain(spec, node, loss, precision, fmt):
                    "points from the --grid values and --range bounds, each knowing the results before it")
 @click.option("--trials", type=click.IntRange(min=1), metavar="N", help="how many trials --search tpe runs in all")
 @click.option("--metric", help="what --search tpe optimises  [default: val_loss with a validation split, else loss]")
-@click.option("--prune/--no-prune", default=True, show_default=True,
-              help="with --search tpe, stop a trial whose metric falls behind the median of the trials before it")
+@click.option("--prune/--no-prune", default=None,
+              help="with --search tpe, stop a trial whose metric falls behind the median of the trials before it  "
+                   "[default: --prune]")
 def sweep(spec, grids, ranges, random, seeds, sets, data, out, resume, plot, address, workers, search, trials,
           metric, prune):
     """Train SPEC once per trial, one row a trial to --out: each --grid combination (crossed with
@@ -583,16 +585,17 @@ def sweep_plan(model, search, grids, ranges, random, seeds, sets, trials, metric
     drawn = {name: sw.Range.parse(v) for name, v in (split_pair(p, "--range") for p in ranges)}
     fixed = settings_from(sets)
     if search == "grid":
-        if trials is not None or metric is not None:
-            raise click.UsageError(f"{'--trials' if trials is not None else '--metric'} is for --search tpe")
+        tpe_only = [flag for flag, value in (("--trials", trials), ("--metric", metric), ("--prune", prune))
+                    if value is not None]
+        if tpe_only:
+            raise click.UsageError(f"{tpe_only[0]} is for --search tpe")
         return sw.plan(fixed, grid, drawn, random, seeds), None, [*grid, *drawn], None
+    from graphdsl import pipeline
     from graphdsl.tools import search as se
 
     sw.check_names(fixed, grid, drawn)
-    se.check(grid, drawn, random, seeds, trials)
-    from graphdsl import pipeline
-
+    space = se.plan(grid, drawn, random, seeds, trials)
     trained = pipeline.check(model.spec.text, model.spec.filename, settings=fixed).training  # as every trial's
     metric = se.objective(trained, metric)
-    space = se.Space(grid, drawn)
-    return None, partial(se.Search, space, fixed, metric, trials, prune, where=str(out)), [*grid, *drawn], metric
+    return (None, partial(se.Search, space, fixed, metric, trials, prune is not False, where=str(out)),
+            [*grid, *drawn], metric)

@@ -4,6 +4,9 @@ Expected values are computed here with NumPy from the weights, never by graphdsl
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import graphdsl
 from graphdsl.cli import main
 from graphdsl.errors import DataError
+from graphdsl.training import trainer
 from graphdsl.training.trainer import Trainer
 
 W = np.array([[1.0, -1.0], [0.5, 2.0], [-1.0, 0.25]])
@@ -186,14 +190,14 @@ def test_threads_limit_blas_while_training_and_are_restored_after(monkeypatch):
         model.train(threads=0)
 
 
-@pytest.mark.parametrize("load, expected", [(0.9, 2), (1.4, 2), (1.6, 1), (5.0, 1)])
-def test_by_default_blas_leaves_the_cores_other_processes_keep_busy(monkeypatch, load, expected):
-    """Two cores: this process's own share of the load (1) aside, a load of 1.6 says other processes
-    keep most of a core busy, so BLAS trains on one thread; a quiet machine keeps both."""
+@pytest.mark.parametrize("busy, expected", [(0, 2), (1, 1), (3, 1), (None, 2)])
+def test_by_default_blas_leaves_the_cores_other_processes_keep_busy(monkeypatch, busy, expected):
+    """Two cores: with another process's thread running, BLAS trains on one thread; with none (or
+    where the system does not say), on both."""
     seen, chunk = [], Trainer.run_chunk
     monkeypatch.setattr(Trainer, "run_chunk", lambda self, *a: (seen.append(blas_threads()), chunk(self, *a))[1])
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(trainer, "running_elsewhere", lambda: busy)
     model = graphdsl.compile(LOGITS.format(loss="bce_logits(s, y)"))
     with threadpool_limits(limits=2, user_api="blas"):
         model.train()
@@ -201,9 +205,21 @@ def test_by_default_blas_leaves_the_cores_other_processes_keep_busy(monkeypatch,
     assert seen and all(threads == [expected] * len(threads) for threads in seen)
     seen.clear()
     with threadpool_limits(limits=1, user_api="blas"):  # a limit the user set is never raised
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        monkeypatch.setattr(trainer, "running_elsewhere", lambda: 0)
         model.train()
     assert seen and all(threads == [1] * len(threads) for threads in seen)
+
+
+def test_threads_running_elsewhere_sees_a_busy_process():
+    """The count the default comes from, against a real spinning process (Linux only)."""
+    if trainer.running_elsewhere() is None:
+        pytest.skip("no /proc/stat here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert max(trainer.running_elsewhere() for _ in range(5)) >= 1
+    finally:
+        spinner.kill()
 
 
 def test_cli_run_takes_threads(tmp_path):

@@ -1,6 +1,7 @@
 """`graphdsl sweep --search tpe`: Optuna's TPE proposes the trials and its median pruner stops the
 poor ones; the rows, the pruning rule (recomputed by hand), resuming, and Dask."""
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -105,6 +106,7 @@ def test_a_killed_search_resumes_to_the_count(spec_file, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     rows = read(out)
     assert len(rows) == 10 and rows[:4] == kept
+    assert len({r["trial"] for r in rows}) == 10, "a resumed search ran a point again"
     assert "6 trials in" in result.stdout
     result = invoke(spec_file, *ARGS, "--trials", 10, "--workers", 1, "--out", out, "--resume")
     assert "nothing left to run" in result.stdout and read(out) == rows
@@ -148,6 +150,10 @@ def test_whole_numbers_and_words(tmp_path):
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--metric", "val_loss", "--set", "validation=0"],
      "needs examples held out"),
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--set", "lr=0.1"], "more than once"),
+    (["--search", "tpe", "--trials", 3, "--range", "lr=0:inf"], "finite LOW < HIGH"),
+    (["--search", "tpe", "--trials", 5, "--grid", "momentum=0,0.9", "--range", "epochs=1:2:int"],
+     "hold 4 points, fewer than --trials 5"),
+    (["--grid", "lr=0.1,0.2", "--no-prune"], "--prune is for --search tpe"),
 ])
 def test_what_a_search_refuses(spec_file, tmp_path, args, message):
     result = invoke(spec_file, *args, "--workers", 1, "--out", tmp_path / "x.csv")
@@ -189,3 +195,40 @@ def test_every_trial_takes_the_set_settings(spec_file, tmp_path):
         history = model.train()
         assert len(history["val_loss"]) == 2
         assert float(row["val_loss"]) == pytest.approx(history["val_loss"][-1], rel=1e-12)
+
+
+def test_a_small_space_runs_each_point_once(spec_file, tmp_path):
+    out = tmp_path / "g.csv"
+    result = invoke(spec_file, "--search", "tpe", "--grid", "momentum=0,0.5,0.9", "--trials", 3, "--workers", 1,
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["momentum"] for r in read(out)) == ["0", "0.5", "0.9"]
+
+
+def test_a_trial_without_the_metric_says_so_in_its_row(spec_file, tmp_path):
+    """validation=0 in some trials: they report no val_loss, which the search optimises."""
+    out = tmp_path / "v.csv"
+    result = invoke(spec_file, "--search", "tpe", "--grid", "validation=0,0.34", "--trials", 2, "--workers", 1,
+                    "--out", out)
+    assert result.exit_code == 1
+    rows = {r["validation"]: r for r in read(out)}
+    assert rows["0.34"]["status"] == "ok"
+    assert rows["0"]["status"] == "error" and "reports no val_loss" in rows["0"]["error"]
+    assert "internal error" not in result.output
+
+
+def test_resuming_with_other_set_values_is_refused(spec_file, tmp_path):
+    out = tmp_path / "o.csv"
+    assert invoke(spec_file, *ARGS, "--trials", 2, "--workers", 1, "--out", out).exit_code == 0
+    before = out.read_bytes()
+    result = invoke(spec_file, *ARGS, "--trials", 4, "--set", "epochs=3", "--workers", 1, "--out", out, "--resume")
+    assert result.exit_code == 2 and "a trial of other settings" in result.output
+    assert out.read_bytes() == before
+
+
+def test_a_worker_without_optuna_fails_its_trial_with_the_install_hint(spec_file, monkeypatch):
+    from graphdsl.tools.search import Watch
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ModuleNotFoundError
+    result = sweep.run_trial(sweep.Job(SPEC, str(spec_file)), sweep.Trial({}, 0), Watch("val_loss", []))
+    assert result["status"] == "error" and 'pip install "graphdsl[sweep]"' in result["error"]

@@ -11,6 +11,7 @@ again; the CSV keeps no per-epoch values, so the pruner learns those afresh from
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -20,6 +21,10 @@ from graphdsl.tools.sweep import LOWER_IS_BETTER, METRICS, Trial, number, show
 SEED = 0  # the sampler's: a sweep run one trial at a time proposes the same trials every time
 # constant_liar: a trial still running counts as a poor result where it was proposed, so a free
 # worker is sent elsewhere rather than to the same point
+# Optuna's MedianPruner, judging an epoch only once 5 finished trials have a value for it (the CSV
+# keeps no per-epoch values, so a resumed study's finished trials give the pruner nothing)
+PRUNER = {"n_startup_trials": 5, "n_min_trials": 5}
+REPEATS = 100  # proposals in a row of points already tried, after which a search has run out of points
 
 
 def optuna_module():
@@ -27,7 +32,8 @@ def optuna_module():
     try:
         import optuna
     except ModuleNotFoundError:
-        raise DataError('--search tpe needs Optuna: pip install "graphdsl[sweep]"') from None
+        raise DataError('--search tpe needs Optuna, here and on every Dask worker: pip install "graphdsl[sweep]"') \
+            from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -38,13 +44,19 @@ class Space:
     number in its range (log-scaled, whole), as Optuna distributions."""
 
     def __init__(self, grid: dict, ranges: dict):
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
+        distributions = optuna_module().distributions
         self.choices = {name: {show(v): v for v in values} for name, values in grid.items()}
-        self.distributions = {name: CategoricalDistribution(list(c)) for name, c in self.choices.items()}
+        self.distributions = {name: distributions.CategoricalDistribution(list(c)) for name, c in self.choices.items()}
         for name, r in ranges.items():
-            self.distributions[name] = (IntDistribution(math.ceil(r.low), math.floor(r.high), log=r.log)
-                                        if r.whole else FloatDistribution(r.low, r.high, log=r.log))
+            self.distributions[name] = (distributions.IntDistribution(math.ceil(r.low), math.floor(r.high), log=r.log)
+                                        if r.whole else distributions.FloatDistribution(r.low, r.high, log=r.log))
+
+    @property
+    def size(self) -> float:
+        """How many points there are: infinite with a range of real numbers."""
+        sizes = [len(d.choices) if hasattr(d, "choices") else d.high - d.low + 1 if d.step else math.inf
+                 for d in self.distributions.values()]
+        return math.prod(sizes)
 
     def settings(self, params: dict) -> dict:
         """A trial's settings as the sweep passes them on: a grid value as given, a number as (x,)."""
@@ -71,17 +83,21 @@ class Space:
 
 @dataclass
 class Watch:
-    """What a trial takes to be judged after each epoch: the metric, the pruner and the trials
-    finished when it started. Called as `on_epoch`, it stops the trial when the pruner says so."""
+    """What a trial takes to be judged after each epoch: the metric, and the value and per-epoch
+    values of each trial finished when it started (plain numbers, so a worker without Optuna
+    unpickles it and reports the missing Optuna in the trial's row). Called as `on_epoch`, it stops
+    the trial when Optuna's pruner says so."""
 
     metric: str
-    pruner: object
-    finished: list
+    finished: list  # (final value, {epoch: value}), one a finished trial
     curve: dict = field(default_factory=dict)
     pruned: int = 0  # the epoch after which it was pruned
     trial: object = field(default=None, repr=False)  # made where the trial runs, at its first epoch
 
     def __call__(self, epoch: int, metrics: dict) -> bool:
+        if self.metric not in metrics:  # a --grid or --range value that turns validation off
+            raise DataError(f"this trial reports no {self.metric}, which the search optimises: hold examples out "
+                            "in every trial (validation), or search with --metric loss")
         if self.trial is None:
             self.trial = judge(self)
         value = metrics[self.metric]
@@ -95,17 +111,19 @@ class Watch:
         """What the trial's result adds: its per-epoch values and, if pruned, where."""
         if not self.pruned:
             return {"curve": self.curve}
+        value = self.curve[self.pruned]
+        why = "is not a number" if math.isnan(value) else "fell behind the median of the trials finished before it"
         return {"curve": self.curve, "status": "pruned",
-                "error": f"pruned after epoch {self.pruned}: its {self.metric} fell behind the median of the "
-                         f"trials finished before it"}
+                "error": f"pruned after epoch {self.pruned}: its {self.metric} {why}"}
 
 
 def judge(watch: Watch):
-    """A trial of a study holding the finished trials, for the pruner to judge epoch by epoch."""
+    """A trial of a study holding the finished trials, for Optuna's pruner to judge epoch by epoch."""
     optuna = optuna_module()
-    study = optuna.create_study(direction=direction(watch.metric), pruner=watch.pruner,
+    study = optuna.create_study(direction=direction(watch.metric), pruner=optuna.pruners.MedianPruner(**PRUNER),
                                 sampler=optuna.samplers.RandomSampler(seed=SEED))
-    study.add_trials(watch.finished)
+    study.add_trials([optuna.trial.create_trial(value=value, intermediate_values=curve)
+                      for value, curve in watch.finished])
     return study.ask()
 
 
@@ -115,52 +133,77 @@ def direction(metric: str) -> str:
 
 class Search:
     """The study: proposes trials until there are `count` in all, each with the `fixed` settings
-    (--set) besides its own, and learns each result."""
+    (--set) besides its own, and learns each result. A point tried already is told its result again
+    and not run twice."""
 
     def __init__(self, space: Space, fixed: dict, metric: str, count: int, prune: bool, rows: list, where: str):
         optuna = optuna_module()
-        self.space, self.fixed, self.metric, self.count = space, fixed, metric, count
-        self.pruner = optuna.pruners.MedianPruner() if prune else optuna.pruners.NopPruner()
-        self.study = optuna.create_study(direction=direction(metric), pruner=self.pruner,
-                                         sampler=optuna.samplers.TPESampler(seed=SEED, constant_liar=True))
+        self.space, self.fixed, self.metric, self.count, self.prune = space, fixed, metric, count, prune
+        # seeded past the rows: a resumed search's random first proposals are not the first run's again
+        self.study = optuna.create_study(direction=direction(metric), sampler=optuna.samplers.TPESampler(
+            seed=SEED + len(rows), constant_liar=True))
+        self.known, self.asked = {}, {}  # trial id: (state, value) once finished, None while it runs
         for i, row in enumerate(rows):
-            self.study.add_trial(self.told(row, f"{where} row {i + 2}"))
-        self.asked, self.left = {}, max(0, count - len(rows))
+            self.resumed(row, f"{where} row {i + 2}")
+        self.ran, self.left = len(rows), max(0, count - len(rows))
 
-    def told(self, row: dict, where: str):
-        """A results row as a finished trial of the study."""
+    def trial(self, params: dict) -> Trial:
+        return Trial({**self.fixed, **self.space.settings(params)}, 0)
+
+    def resumed(self, row: dict, where: str) -> None:
+        """A results row, told to the study as a finished trial."""
         from optuna.trial import TrialState, create_trial
 
         params, value = self.space.params(row, where), number(row.get(self.metric))
+        if self.trial(params).id != row["trial"]:
+            raise DataError(f"{where} is a trial of other settings (another --set, or seed {row['seed']}): resume "
+                            "with the --set values it ran with, or write to a new --out")
+        stopped = re.match(r"pruned after epoch (\d+)", row["error"])
         if row["status"] == "ok" and math.isfinite(value):
-            return create_trial(value=value, params=params, distributions=self.space.distributions)
-        state = TrialState.PRUNED if row["status"] == "pruned" else TrialState.FAIL
-        return create_trial(state=state, params=params, distributions=self.space.distributions)
+            state, curve = TrialState.COMPLETE, {}
+        elif stopped and math.isfinite(value):
+            state, curve = TrialState.PRUNED, {int(stopped.group(1)): value}
+        else:
+            state, curve = TrialState.FAIL, {}
+        self.study.add_trial(create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                                          params=params, distributions=self.space.distributions,
+                                          intermediate_values=curve))
+        self.known[row["trial"]] = (state, value)
 
     def proposals(self):
-        """(Trial, Watch) pairs, one a trial still to run, each asked for once the one before is out."""
+        """(Trial, Watch or None) pairs, one a trial still to run, each asked for once the one before
+        is out, until there are `count` or the proposals keep repeating points already tried."""
         from optuna.trial import TrialState
 
-        while len(self.study.trials) < self.count:
+        repeats = 0
+        while self.ran < self.count and len(self.known) < self.space.size and repeats < REPEATS:
             asked = self.study.ask(self.space.distributions)
-            trial = Trial({**self.fixed, **self.space.settings(asked.params)}, 0)
-            done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            self.asked[id(trial)] = asked  # by identity: a point proposed twice is two trials
-            yield trial, Watch(self.metric, self.pruner, list(done))
+            trial = self.trial(asked.params)
+            if trial.id in self.known:
+                state, value = self.known[trial.id] or (TrialState.FAIL, None)  # still running: no result yet
+                self.study.tell(asked, value if state == TrialState.COMPLETE else None,
+                                state=None if state == TrialState.COMPLETE else state)
+                repeats += 1
+                continue
+            repeats, self.ran, self.known[trial.id], self.asked[trial.id] = 0, self.ran + 1, None, asked
+            finished = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            yield trial, Watch(self.metric, [(t.value, t.intermediate_values) for t in finished
+                                             if t.intermediate_values]) if self.prune else None
 
     def tell(self, trial: Trial, result: dict) -> None:
         from optuna.trial import TrialState
 
-        asked = self.asked.pop(id(trial))
+        asked = self.asked.pop(trial.id)
         for epoch, value in result.get("curve", {}).items():
             asked.report(value, epoch)
         value = result.get(self.metric, math.nan)
-        if result["status"] == "pruned":
-            self.study.tell(asked, state=TrialState.PRUNED)
-        elif result["status"] == "ok" and math.isfinite(value):
+        if result["status"] == "ok" and math.isfinite(value):
+            state = TrialState.COMPLETE
             self.study.tell(asked, value)
         else:
-            self.study.tell(asked, state=TrialState.FAIL)
+            state = TrialState.PRUNED if result["status"] == "pruned" else TrialState.FAIL
+            self.study.tell(asked, state=state)
+        self.known[trial.id] = (state, value)
 
 
 def objective(train, metric: str | None) -> str:
@@ -179,8 +222,8 @@ def objective(train, metric: str | None) -> str:
     return metric
 
 
-def check(grid: dict, ranges: dict, random: int, seeds: int, trials: int | None) -> None:
-    """What --search tpe refuses, before anything runs."""
+def plan(grid: dict, ranges: dict, random: int, seeds: int, trials: int | None) -> Space:
+    """The space --search tpe searches, once what it refuses is refused, before anything runs."""
     if trials is None:
         raise DataError("--search tpe needs --trials N, the number of trials it proposes")
     if random:
@@ -192,4 +235,8 @@ def check(grid: dict, ranges: dict, random: int, seeds: int, trials: int | None)
     for name, r in ranges.items():
         if r.whole and math.ceil(r.low) > math.floor(r.high):
             raise DataError(f"--range {name} holds no whole number")
-
+    space = Space(grid, ranges)
+    if trials > space.size:
+        raise DataError(f"the --grid and --range values hold {space.size} points, fewer than --trials {trials}: "
+                        "ask for fewer, or run every point with --search grid")
+    return space

@@ -78,8 +78,9 @@ class Range:
             low, high = float(low), float(high)
         except ValueError:
             raise DataError(f"`{text}` is not LOW:HIGH[:log][:int], as in 0.001:0.1:log") from None
-        if flags - {"log", "int"} or not low < high or ("log" in flags and low <= 0):
-            raise DataError(f"`{text}` is not LOW:HIGH[:log][:int] with LOW < HIGH (and LOW > 0 for log)")
+        if (flags - {"log", "int"} or not low < high or ("log" in flags and low <= 0)
+                or not math.isfinite(high - low)):
+            raise DataError(f"`{text}` is not LOW:HIGH[:log][:int] with finite LOW < HIGH (and LOW > 0 for log)")
         return cls(low, high, "log" in flags, "int" in flags)
 
     def draw(self, rng) -> tuple:
@@ -313,8 +314,11 @@ def execute(job: Job, work, done, address: str | None = None, workers: int | Non
             futures[future] = item[0]
             return future
 
-        ahead = max(1, sum(client.nthreads().values())) if lazy else count
-        running = as_completed([submit(item) for item in itertools.islice(work, ahead)])
+        def top_up():  # lazily, as many running as the cluster has threads now (workers come and go)
+            ahead = max(1, sum(client.nthreads().values())) - len(futures) if lazy else count
+            return [submit(item) for item in itertools.islice(work, max(ahead, 0))]
+
+        running = as_completed(top_up())
         for future in running:
             try:
                 result = future.result()
@@ -322,8 +326,8 @@ def execute(job: Job, work, done, address: str | None = None, workers: int | Non
                 result = {"status": "error", "error": f"the trial's worker failed ({type(err).__name__}: {err})",
                           "seconds": math.nan}
             done(futures.pop(future), result)
-            for item in itertools.islice(work, 1):
-                running.add(submit(item))
+            for new in top_up() if lazy else ():
+                running.add(new)
 
 
 def run_sweep(job: Job, trials: list | None, swept: list, out, *, resume: bool = False, address: str | None = None,

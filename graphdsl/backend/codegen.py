@@ -50,6 +50,9 @@ LOOP_NAMES = (
     ("epoch0", "epochs done before this call"),
     ("ids, count", "the step's example ids, and how many are real (a short last batch is padded)"),
     ("loss, log", "the step's loss; per epoch: the loss sum, examples classified right, examples"),
+    ("ok", "whether the step's loss, gradients and fused products are finite (nothing updated if not)"),
+    ("layer", "the index of a loop over layers of one shape, whose statements repeat (roll.py)"),
+    ("w0, u0", "a stack of such layers' buffers, one row a layer; a tuple of their values"),
     ("norm_v7", "the Frobenius norm of data leaf 7's gathered minibatch"),
     ("one", "a weight of 1, to count one example's hits"),
     ("trace, every", "trace rows, one every `every` steps; `row` the next, `r` the one being written"),
@@ -224,13 +227,17 @@ def flat_reads(graph: Graph, node, fused) -> list | None:
     return found
 
 
-def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
+def body(graph: Graph, outputs, homes: dict | None = None, fixed: dict | None = None) -> tuple:
     """(prologue, body, functions) for every non-leaf node the outputs need, in order: the arrays
     made before any step (Made), the statements of a step, and the functions they call for loop
     nests that repeat (outline.py), by name. Leaves are `v<id>`.
 
     `homes` gives some array nodes a buffer made elsewhere (node id -> expression), such as a
     gradient written straight into the flat gradient vector.
+
+    `fixed` (leaf id -> the axes of its memory) names the leaves whose arrays are made once; a view
+    of one, or of a buffer, or of such a view, is then made once too, in the prologue, instead of
+    each step: the step keeps only statements that fill buffers (roll.py rolls those).
     """
     homes = homes or {}
     labels = {nid: label for label, nid in graph.names.items()}
@@ -241,10 +248,17 @@ def body(graph: Graph, outputs, homes: dict | None = None) -> tuple:
              if OPS[n.op].elementwise and len(n.shape) > 1}
     flat = {nid for nid, buffers in reads.items() if buffers is not None}
     prologue, blocks = [], []
+    placed = dict(fixed or {})  # node id -> the axes of the memory of an array made once
     for node in computed:
         made, code = node_code(graph, node, fused, flat)
         if node.id in homes:
             made = [Made(var(node.id), homes[node.id], len(node.shape))]
+        if any(m.name == var(node.id) for m in made):
+            placed[node.id] = len(node.shape)
+        elif (fixed is not None and node.shape != () and OPS[node.op].view is not None
+              and node.args[0] in placed):  # a view of an array made once
+            placed[node.id] = placed[node.args[0]]
+            made, code = [Made(var(node.id), code[0].split(" = ", 1)[1], placed[node.id])], []
         prologue += made
         blocks.append(code)
     blocks, functions = outlined(blocks, JIT)

@@ -6,6 +6,7 @@ import math
 
 from graphdsl.backend import loops
 from graphdsl.backend.codegen import JIT, Made, body, buffer, owns_buffer, var
+from graphdsl.backend.roll import rolled
 from graphdsl.ir.graph import Graph
 from graphdsl.ir.ops import OPS
 
@@ -48,14 +49,17 @@ def train_loop(plan, fuse: bool = False) -> str:
     homes = {gid: f"grad[{a}:{b}].reshape({shape(gid)})" for gid, (a, b) in zip(grads, param_slots)
              if grads.count(gid) == 1 and owns_buffer(g, g.nodes[gid])}
     operands = [a for gid in fused.values() for a in g.nodes[gid].args]
-    prologue, step, functions = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes)
     data = [f"d{i}" for i in range(len(plan.data))]
     top, per_step = loop_inputs(plan, shape, param_slots, data)
+    made = {m.name for m in top}
+    fixed = {nid: len(shape(nid)) for nid in [*plan.params, *plan.data, plan.weights] if var(nid) in made}
+    prologue, step, functions = body(g, [o for o in plan.outputs if o not in fused.values()] + operands, homes, fixed)
     after = [flat_store("grad", span, var(gid), shape(p))
              for gid, p, span in zip(grads, plan.params, param_slots) if gid not in homes and p not in fused]
     checks, update = updates(plan, fused, param_slots)
-    after += [f"loss = {var(plan.outputs[0])}", f"if not ({' and '.join(checks)}):",
-              "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
+    # one check a statement, so that the checks of the layers roll into a loop (roll.py)
+    after += [f"loss = {var(plan.outputs[0])}", f"ok = {checks[0]}", *(f"ok = ok and {c}" for c in checks[1:]),
+              "if not ok:", "    return t - t0, row, 1", "log[e, 0] += loss", "log[e, 2] += count"]
     if plan.metric is not None:
         made, count = hits(plan, shape)
         top += made
@@ -63,18 +67,20 @@ def train_loop(plan, fuse: bool = False) -> str:
     # with nothing fused the source is the unfused loop's, so both share one module and one compile
     after += ["t += 1"] + ([] if fused else trace_row(plan)) + update
     consts = "".join(var(c) + ", " for c in plan.consts)
-    outside = [m for m in top + prologue if m.axes < 2]
-    inside = [m for m in top + prologue if m.axes >= 2]
-    work = ", ".join(m.name for m in outside)  # at least grad and ids: a tuple
+    # the layers of a network of one shape run the same statements: each such run is one loop
+    steps, made = rolled(per_step + step + after, top + prologue)
+    outside = [m for m in made if m.axes < 2]
+    inside = [m for m in made if m.axes >= 2]
+    work = "".join(f"{m.name}, " for m in outside)  # a tuple
     lines = [*(f"{function}\n\n" for function in functions.values()),
              "def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
     lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, schedule, clip, t0, "
                    f"epoch0, size, mean, {consts}trace, every, log, work):"]
-    lines += [f"    {work} = work", *(f"    {m.stmt}" for m in inside), "    t = t0", "    row = 0"]
+    lines += [f"    {work}= work", *(f"    {m.stmt}" for m in inside), "    t = t0", "    row = 0"]
     # one row of `order` serves every epoch when nothing is shuffled
     lines += ["    for e in range(log.shape[0]):", "        ids_e = order[e % order.shape[0]]",
               "        for s in range((ids_e.shape[0] + size - 1) // size):"]
-    lines += [f"            {stmt}" for stmt in per_step + step + after]
+    lines += [f"            {stmt}" for stmt in steps]
     lines.append("    return t - t0, row, 0")
     return "\n".join(lines)
 

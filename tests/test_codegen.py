@@ -193,4 +193,25 @@ def test_the_check_of_a_product_that_reads_a_minibatch_takes_its_norm_from_the_g
     plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 32, [], [])
     source, x = loopgen.train_loop(plan, fuse=True), codegen.var(spec.graph.names["x"])
     assert f"norm_{x} = T.take(" in source and f"T.norm({x})" not in source
-    assert source.count("T.product_fits(") == 2 and source.count(f"norm_{x}") == 2  # made, then read
+    assert source.count("T.product_fits(") == 2 and source.count(f"norm_{x}") == 3  # set before the loop, made, read
+
+
+def test_a_plain_update_is_a_loop_in_the_step():
+    """Plain SGD subtracts lr * grad in loops of constant length: always where products are fused,
+    and where momentum and weight decay are 0 otherwise (the loop still calls T.sgd for the rest)."""
+    spec = graphdsl.compile(LAYERS.format(body="z = W2 tanh(W1 x)")).spec
+    plan = make_plan(spec, spec.training, data_leaves(spec, spec.graph.names["L"]), 2, [], [])
+    fused, unfused = loopgen.train_loop(plan, fuse=True), loopgen.train_loop(plan)
+    assert "T.sgd(" not in fused and "theta[i0] -= hyper[0] * grad[i0]" in fused
+    assert "if hyper[1] == 0.0 and hyper[2] == 0.0:" in unfused and "T.sgd(" in unfused
+
+
+def test_a_step_with_every_param_frozen_trains_nothing_and_reports_the_loss():
+    """No param left to update: the step has no update at all (an empty plain-update branch was a
+    syntax error), and the compiled loop's losses are the fixed network's."""
+    model = graphdsl.compile("input x[2]\ntarget y\nparam w[2] = [0.5, -1]\nL = (w x - y)^2\n"
+                             "minimize L using sgd(lr=0.1), epochs=8, freeze=[w]")
+    xs, ys = np.random.default_rng(0).normal(size=(6, 2)), np.arange(6.0)
+    history = model.train({"x": xs, "y": ys})  # 48 steps: compiled, not interpreted
+    np.testing.assert_array_equal(model.params["w"], [0.5, -1])
+    np.testing.assert_allclose(history["loss"], [np.mean((xs @ [0.5, -1] - ys) ** 2)] * 8, rtol=1e-12)

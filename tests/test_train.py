@@ -293,6 +293,17 @@ def test_full_batch_with_momentum_and_weight_decay_matches_torch(shuffle):
     np.testing.assert_allclose(history["loss"], [e["loss"] for e in epochs], rtol=RTOL)
 
 
+@pytest.mark.parametrize("shuffle", [0, 1])
+def test_plain_full_batch_without_a_trace_matches_torch_across_chunks(shuffle):
+    """Plain SGD untraced updates in loops written into the step, and a batch that is the same every
+    step is gathered at each call's first step only: 20 epochs run as chunks of 1, 16 and 3."""
+    model = xor()
+    history = model.train(batch="all", epochs=20, shuffle=shuffle, lr=0.7)
+    params, _, epochs, _ = torch_xor(epoch_order(SEED, shuffle, N), 20, N, lr=0.7)
+    assert_params(model, params)
+    np.testing.assert_allclose(history["loss"], [e["loss"] for e in epochs], rtol=RTOL)
+
+
 def test_adam_with_every_setting_matches_torch():
     model = xor()
     history = model.train(**MB, epochs=5, trace=True, optimizer="adam", lr=0.05, beta1=0.8,

@@ -49,6 +49,7 @@ LOOP_NAMES = (
     ("e, s, t", "the epoch and step in this call, and the steps taken (t0 before this call)"),
     ("epoch0", "epochs done before this call"),
     ("ids, count", "the step's example ids, and how many are real (a short last batch is padded)"),
+    ("same", "whether every step takes the same examples (gathered at a call's first step only)"),
     ("loss, log", "the step's loss; per epoch: the loss sum, examples classified right, examples"),
     ("ok", "whether the step's loss, gradients and fused products are finite (nothing updated if not)"),
     ("layer", "the index of a loop over layers of one shape, whose statements repeat (roll.py)"),

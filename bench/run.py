@@ -12,8 +12,9 @@ Workloads (bench/workloads.py): W1 XOR 2-2-1 batch 1, W2 Iris full batch, W3 dig
 W4 MNIST-size batch 128 (float64 for everyone, then float32 for everyone, plus the run's matrix
 products alone by np.dot, timed in the same rotation: with C operands, the GEMM bound, and with
 the operand layouts graphdsl's loop reads), W5 a convolutional network on digits batch 32
-(specs/cnn_digits.nn's), and `cold`: fresh
-processes, empty and warm caches. Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
+(specs/cnn_digits.nn's), `cold`: fresh
+processes, empty and warm caches, and `depth`: fresh processes to the end of the first epoch of an
+MLP of 2 to 16 hidden layers of one width (compile time against depth). Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
 eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (lax.fori_loop), JAX
 with a jitted step, NumPy by hand (dense networks only).
 
@@ -209,12 +210,13 @@ def prime_helpers(keys: list, args) -> str:
 
 
 def child(key: str, peer: str, quick: bool) -> None:
-    """One fresh process: set up, warm up, train once; prints its timings as JSON."""
+    """One fresh process: set up, warm up, train once; prints its timings as JSON. For a depth
+    workload graphdsl does not warm up: its one train() compiles, as a user's first one does."""
     t0 = time.perf_counter()
     wl = W.make(key, quick=quick)
     p = P.PEERS[peer](wl)
     t1 = time.perf_counter()
-    warm = p.warmup()
+    warm = 0.0 if key in DEPTHS and peer == "graphdsl" else p.warmup()
     if hasattr(p, "prepare"):
         p.prepare()
     t2 = time.perf_counter()
@@ -233,6 +235,44 @@ def timed(cmd: list, env: dict) -> tuple:
 
 
 SEED_SPEC = "specs/seed000_s4_backprop.nn"
+DEPTHS = ["D2", "D4", "D8", "D16"]
+
+
+def bench_depth(args) -> tuple:
+    """Fresh processes from start to the end of the first epoch, by depth: graphdsl on an empty
+    graphdsl cache (its helper kernels compiled once before, as after a first use), JAX as it starts."""
+    base = {k: v for k, v in os.environ.items() if k not in ("GRAPHDSL_CACHE_DIR", "NUMBA_CACHE_DIR")}
+    helpers = {"NUMBA_CACHE_DIR": scratch("numba-depth-")}
+    run = lambda key, peer, env: timed([sys.executable, "-m", "bench.run", "--child", key, peer], env)  # noqa: E731
+    run("D2", "graphdsl", {**base, **helpers, "GRAPHDSL_CACHE_DIR": scratch("gdsl-depth-")})
+    keys = ["D2", "D16"] if args.quick else DEPTHS
+    results = {}
+    for rep in range(args.reps or (2 if args.quick else 3)):
+        for key in keys:
+            fresh = {**base, **helpers, "GRAPHDSL_CACHE_DIR": scratch("gdsl-depth-")}
+            for peer, env in (("graphdsl", fresh), ("jax-loop", {**base, **fresh_caches()})):
+                wall, out = run(key, peer, env)
+                results.setdefault((key, peer), []).append((wall, json.loads(out.strip().splitlines()[-1])))
+        print(f"  depth: repetition {rep + 1} done", file=sys.stderr, flush=True)
+    med = lambda key, peer, f: statistics.median(f(w, i) for w, i in results[(key, peer)])  # noqa: E731
+    train = lambda key, peer: med(key, peer, lambda w, i: i["warm"] + i["run"])  # noqa: E731
+    lines = ["### Compile time by depth: a fresh process to the end of the first epoch", "",
+             "MLP 64-(64 x d)-10 tanh, softmax CE, SGD batch 32, one epoch of digits (57 steps). graphdsl: "
+             "an empty graphdsl cache, its helper kernels compiled by an earlier process; `train s` is its one "
+             "train() call, code generation and compiling included. JAX: `train s` is lower().compile() and "
+             "the epoch. Medians of the repetitions.", "",
+             "| d | graphdsl whole process s | graphdsl train s | vs d = 2 | JAX whole process s | JAX train s | "
+             "graphdsl / JAX (whole) | final loss (graphdsl, JAX) |", "|---|---|---|---|---|---|---|---|"]
+    ok = True
+    for key in keys:
+        loss = [results[(key, p)][-1][1]["loss"] for p in ("graphdsl", "jax-loop")]
+        ok = ok and abs(loss[0] - loss[1]) <= 1e-7 * abs(loss[1])
+        lines.append(f"| {key[1:]} | {med(key, 'graphdsl', lambda w, i: w):.3g} | {train(key, 'graphdsl'):.3g} | "
+                     f"{train(key, 'graphdsl') / train(keys[0], 'graphdsl'):.2f}x | "
+                     f"{med(key, 'jax-loop', lambda w, i: w):.3g} | {train(key, 'jax-loop'):.3g} | "
+                     f"{med(key, 'graphdsl', lambda w, i: w) / med(key, 'jax-loop', lambda w, i: w):.2f}x | "
+                     f"{loss[0]:.12g}, {loss[1]:.12g} |")
+    return "\n".join(lines + ["", f"runs: {args.reps or (2 if args.quick else 3)} each", ""]), ok
 
 
 def bench_cold(args) -> tuple:
@@ -318,13 +358,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="graphdsl benchmark suite")
     ap.add_argument("--quick", action="store_true", help="fewer steps and repetitions (a few minutes)")
     ap.add_argument("--reps", type=int, help="repetitions per peer (default 5; 3 with --quick)")
-    ap.add_argument("--only", default="W1,W2,W3,W4,W5,cold", help="comma-separated: W1,W2,W3,W4,W5,cold")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,cold,depth", help="comma-separated: W1,W2,W3,W4,W5,cold,depth")
     ap.add_argument("--peers", help="comma-separated peer keys: " + ",".join(P.PEERS))
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="keep N cores busy with spinning processes while timing: a loaded machine")
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "PEER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    known = {"peer": (args.peers or "", list(P.PEERS)), "workload": (args.only, [*DEFAULT_PEERS, "cold"])}
+    known = {"peer": (args.peers or "", list(P.PEERS)), "workload": (args.only, [*DEFAULT_PEERS, "cold", "depth"])}
     for what, (given, names) in known.items():
         unknown = [k for k in given.split(",") if k and k not in names]
         if unknown:
@@ -336,12 +376,17 @@ def main() -> int:
     spin(args.busy)
     print(f"command: {' '.join([Path(sys.executable).name, '-m', 'bench.run', *sys.argv[1:]])}\n")
     ok = True
-    trained = [k for k in args.only.split(",") if k != "cold"
+    trained = [k for k in args.only.split(",") if k not in ("cold", "depth")
                and any(p.startswith("graphdsl") for p in (args.peers.split(",") if args.peers else DEFAULT_PEERS[k]))]
     if trained:
         print(prime_helpers(trained, args), flush=True)
     for key in args.only.split(","):
-        text, good = bench_cold(args) if key == "cold" else bench_workload(key, args)
+        if key == "cold":
+            text, good = bench_cold(args)
+        elif key == "depth":
+            text, good = bench_depth(args)
+        else:
+            text, good = bench_workload(key, args)
         print(text, flush=True)
         ok = ok and good
     if not ok:

@@ -213,4 +213,10 @@ def make(key: str, quick: bool = False) -> Workload:
                         np.ascontiguousarray((bunch.data / 16.0).reshape(-1, 1, 8, 8)),
                         bunch.target.astype(np.int64), "data digits", convs=((8, 3, 1), (16, 3, 1)),
                         reference="torch")
+    if key.startswith("D") and key[1:].isdigit():  # depth: how compile time grows with the layers
+        from sklearn import datasets
+        bunch, d = datasets.load_digits(), int(key[1:])
+        return Workload(key, f"{key}: MLP 64-(64 x {d})-10 tanh, softmax CE, SGD batch 32, 1 epoch",
+                        [64] + [64] * d + [10], "tanh", "softmax_ce", 0.05, 1, 32, True, "samples/s", 1797,
+                        np.ascontiguousarray(bunch.data / 16.0), bunch.target.astype(np.int64), "data digits")
     raise KeyError(key)

@@ -14,7 +14,8 @@ products alone by np.dot, timed in the same rotation: with C operands, the GEMM 
 the operand layouts graphdsl's loop reads), W5 a convolutional network on digits batch 32
 (specs/cnn_digits.nn's), `cold`: fresh
 processes, empty and warm caches, and `depth`: fresh processes to the end of the first epoch of an
-MLP of 2 to 16 hidden layers of one width (compile time against depth). Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
+MLP of 2 to 16 hidden layers of one width (compile time against depth).
+Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
 eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (lax.fori_loop), JAX
 with a jitted step, NumPy by hand (dense networks only).
 

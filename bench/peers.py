@@ -50,11 +50,15 @@ class Graphdsl(Peer):
         return m
 
     def warmup(self) -> float:
-        """Code generation and Numba compiling (or loading from the cache): the first train() of
-        one epoch in this process."""
+        """Code generation and Numba compiling (or loading from the cache): the first train() in this
+        process, of one epoch, or of enough epochs that it is not too short to compile (SHORT_RUN)."""
+        from graphdsl.training.trainer import SHORT_RUN
+
         m = self.model()
+        per_epoch = len(self.wl.batches()) // self.wl.epochs
         t = time.perf_counter()
-        m.train(data=self.data, epochs=1, dtype=self.dtype.name, threads=self.threads)
+        m.train(data=self.data, epochs=1 if per_epoch > SHORT_RUN else SHORT_RUN + 1, dtype=self.dtype.name,
+                threads=self.threads)
         return time.perf_counter() - t
 
     def prepare(self):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -42,16 +42,27 @@ def threads_limited(threads: int | None):
     """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; by default
     (None) the cores other processes leave free (idle_cores). The generated loops are Numba's serial
     code, so BLAS's threads are all there are."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
+    pool = blas_pools()
     if threads is None:
-        now = max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
-        free = idle_cores()
+        now = max((lib.num_threads for lib in pool.lib_controllers), default=1)
+        free = idle_cores() if now > 1 else now
         threads = free if free < now else None  # fewer, never more, than were set
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
-    with threadpool_limits(limits=None if threads is None else int(threads), user_api="blas"):
+    if threads is None:
         yield
+        return
+    with pool.limit(limits=int(threads)):
+        yield
+
+
+@cache
+def blas_pools():
+    """The BLAS libraries loaded (NumPy's, SciPy's), found once: looking them up again costs each
+    train() call a few milliseconds, a tenth of a small network's whole run."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
 
 
 def idle_cores() -> int:
@@ -66,16 +77,16 @@ def idle_cores() -> int:
 
 def running_elsewhere() -> int | None:
     """Threads of other processes running now (Linux's procs_running, less this process's running
-    threads), the median of three looks 2 ms apart; None where /proc does not say. Not the load
-    average: it takes a minute to see a process that has just started."""
+    threads), the fewest of three looks, so that a thread running for an instant is not counted;
+    None where /proc does not say. Not the load average: it takes a minute to see a process that
+    has just started."""
     try:
         looks = []
-        for look in range(3):
-            time.sleep(0.002 * bool(look))
+        for _ in range(3):
             with open("/proc/stat") as stat:
                 running = next(int(line.split()[1]) for line in stat if line.startswith("procs_running"))
             looks.append(running - sum(thread_running(task) for task in os.listdir("/proc/self/task")))
-        return sorted(looks)[1]
+        return min(looks)
     except (OSError, StopIteration, ValueError):
         return None
 

@@ -30,7 +30,7 @@ each spec's own loop, and the priming line gives the first-use times with the he
 `vs graphdsl` is the peer's speed relative to graphdsl's (graphdsl's median time / the peer's):
 above 1 the peer is faster. `final loss` is the mean loss over the whole data set at the trained
 weights, in float64 NumPy; every peer must match NumPy by hand (PyTorch for W5) trained in the
-same dtype (relative 1e-7 in float64; 1e-3 in float32, where a ReLU unit that flips sign in one
+same dtype (relative 1e-7 in float64; 3e-3 in float32, where a ReLU unit that flips sign in one
 run and not another sends them apart), or the row says MISMATCH and the exit status is 1. `vs
 graphdsl` compares with graphdsl in the same dtype.
 """
@@ -169,8 +169,9 @@ def bench_workload(key: str, args) -> tuple:
         if r["dtype"] not in refs:
             refs[r["dtype"]] = wl.loss(P.PEERS[wl.reference](wl, r["dtype"]).run())
         # float32 runs agree to about 1e-7 until a ReLU unit lands on the other side of 0 in one of
-        # them (which depends on summation order); then they drift apart by up to about 1e-3
-        tol = 1e-3 if r["dtype"] == np.float32 else 1e-7
+        # them (which depends on summation order, and so on BLAS's threads); then they drift apart,
+        # by up to 2.4e-3 in W4 (PyTorch's float32, and graphdsl's on one BLAS thread)
+        tol = 3e-3 if r["dtype"] == np.float32 else 1e-7
         r["ref"], r["ok"] = refs[r["dtype"]], abs(r["loss"] - refs[r["dtype"]]) <= tol * abs(refs[r["dtype"]])
     text = table(wl.title, wl.unit, rows)
     if products:
@@ -282,9 +283,7 @@ def bench_depth(args) -> tuple:
 def bench_cold(args) -> tuple:
     py = sys.executable
     gdsl = str(Path(py).with_name("graphdsl"))
-    # the homework's forward values, gradients and one SGD step (lr 0.1, as the seed takes it)
-    spec = Path(scratch("gdsl-seed-")) / "seed000_s4_sgd_step.nn"
-    spec.write_text((ROOT / SEED_SPEC).read_text() + "minimize L using sgd(lr=0.1), epochs=1\n")
+    spec = ROOT / SEED_SPEC  # the homework's forward values, gradients and its one SGD step
     base = {k: v for k, v in os.environ.items() if k not in ("GRAPHDSL_CACHE_DIR", "NUMBA_CACHE_DIR")}
     warm_env = {**base, **fresh_caches()}
     quick = ["--quick"] if args.quick else []
@@ -313,10 +312,10 @@ def bench_cold(args) -> tuple:
         print(f"  cold: repetition {rep + 1}/{reps} done", file=sys.stderr, flush=True)
     unit = W.make("W2", quick=args.quick).epochs
     lines = ["### Cold start: a fresh process from start to result", "",
-             f"The seed spec is {SEED_SPEC} with one SGD step added: forward values, every gradient and the "
-             f"step. W2 rows train {unit} epochs. `compile/warm-up s` is, inside the process, graphdsl's first "
-             "train(epochs=1) (code generation + Numba compiling, or loading the cache) or JAX's "
-             "lower().compile(); `train s` the training alone; `setup s` imports and data.", "",
+             f"The seed spec is {SEED_SPEC}: forward values, every gradient and its one SGD step. W2 rows "
+             f"train {unit} epochs. `compile/warm-up s` is, inside the process, graphdsl's first train() "
+             "(code generation + Numba compiling, or loading the cache) or JAX's lower().compile(); "
+             "`train s` the training alone; `setup s` imports and data.", "",
              "| run | cache | median s (whole process) | setup s | compile/warm-up s | train s | final loss |",
              "|---|---|---|---|---|---|---|"]
     for (name, which), got in results.items():

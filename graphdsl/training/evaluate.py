@@ -65,6 +65,11 @@ def one_example(model, nodes: list, arrays: dict, params: dict | None) -> dict:
     return {x: np.asarray(found[x])[None] for x in nodes}
 
 
+# examples up to which accuracy is counted in Python (about 30 ms): a homework's few would wait
+# half a second for the compiled counter to load
+COUNTED_IN_PYTHON = 10_000
+
+
 def evaluate_examples(model, train: Training, arrays: dict, full: bool = False, params: dict | None = None) -> dict:
     """Mean loss (and accuracy) over examples; `full`: also precision, recall, F1 and the confusion
     matrix of a classifier, or the mean absolute error and R^2 of a regressor."""
@@ -81,7 +86,7 @@ def evaluate_examples(model, train: Training, arrays: dict, full: bool = False, 
     if regression:
         return {**out, **regressor_scores(np.asarray(scores, dtype=np.float64), want)}
     ones = np.ones(len(found[loss]))
-    out["accuracy"] = hits(train.metric[0], scores, want, ones) / len(ones)
+    out["accuracy"] = hits(train.metric[0], scores, want, ones, len(ones) > COUNTED_IN_PYTHON) / len(ones)
     if full:
         matrix = confusion(*classes(train.metric[0], scores, want))
         out.update(classifier_scores(matrix), confusion=matrix)

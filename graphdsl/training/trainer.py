@@ -58,8 +58,10 @@ def threads_limited(threads: int | None):
 
 @cache
 def blas_pools():
-    """The BLAS libraries loaded (NumPy's, SciPy's), found once: looking them up again costs each
-    train() call a few milliseconds, a tenth of a small network's whole run."""
+    """NumPy's and SciPy's BLAS (the one the compiled loops call, loaded here if it is not yet),
+    found once: looking them up again cost each train() call a few milliseconds, a tenth of a small
+    network's whole run."""
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")

@@ -71,7 +71,7 @@ def idle_cores() -> int:
     """The cores this process may use less those other processes' threads are running on now, at
     least 1. BLAS's threads wait for each other at every product, so one that shares its core with
     a busy process holds up all of them: on a 2-core machine with one busy process, 2 threads ran
-    the MNIST-size workload about 10 times slower than 1."""
+    the MNIST-size workload at half the speed of 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     busy = running_elsewhere()
     return cores if busy is None else max(1, min(cores, cores - busy))

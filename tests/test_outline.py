@@ -65,3 +65,40 @@ def test_an_outlined_loop_trains_as_the_interpreter_does(depth, monkeypatch):
     np.testing.assert_allclose(compiled.trace, history.trace, rtol=1e-11, atol=1e-14)
     for name, value in reference.params.items():
         np.testing.assert_allclose(model.params[name], value, rtol=1e-11, err_msg=name)
+
+
+def layered_spec(widths: list, acts: list, optimizer: str, batch: str) -> str:
+    """Hidden layers of the given widths and activations, written one by one (no `for` block):
+    runs of layers alike roll into loops, others stay as they are."""
+    lines, a, size = ["input x[5]", "target k"], "x", 5
+    for i, (n, act) in enumerate(zip(widths, acts)):
+        lines += [f"param W{i}[{n}, {size}] = xavier(seed={i + 1})",
+                  f"param b{i}[{n}] = uniform(low=-0.2, high=0.2, seed={i + 50})", f"h{i} = {act}(W{i} {a} + b{i})"]
+        a, size = f"h{i}", n
+    lines += [f"param V[3, {size}] = xavier(seed=99)", f"L = softmax_ce(V {a}, k)",
+              "data x = [[0.1, 0.2, -0.3, 0.5, 1], [1, -1, 0.5, 0.2, 0], [0.3, 0.3, 0.3, -0.6, 2], "
+              "[-1, 0, 1, 2, -2]], k = [0, 2, 1, 2]",
+              f"minimize L using {optimizer}, batch={batch}, epochs={4 if batch == 'all' else 2}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("widths, acts, optimizer, batch", [
+    ([6, 6, 6, 6, 4, 4, 4, 4, 6], ["tanh"] * 4 + ["relu"] * 4 + ["sigmoid"], "sgd(lr=0.3)", "2"),
+    ([5, 7, 7, 7, 7, 5], ["sigmoid", "tanh", "tanh", "tanh", "tanh", "relu"], "sgd(lr=0.2, momentum=0.9)", "all"),
+    ([4, 4, 4, 4, 4, 4, 4], ["tanh", "relu"] * 3 + ["tanh"], "adam(lr=0.05)", "2"),  # a run of pairs
+    ([3, 3, 3, 3, 3, 3], ["sigmoid"] * 6, "sgd(lr=1.0)", "all"),
+])
+def test_rolled_layers_of_mixed_shapes_train_as_the_interpreter_does(widths, acts, optimizer, batch, monkeypatch):
+    """Networks whose runs of alike layers sit among layers of other widths and activations, plain
+    (fused into the products), momentum and Adam, minibatch and full batch: the compiled loop, its
+    runs rolled into loops, ends at the interpreter's weights."""
+    text = layered_spec(widths, acts, optimizer, batch)
+    reference = graphdsl.compile(text, filename="reference.nn")
+    reference.train()                                              # 4 steps: interpreted
+    monkeypatch.setattr(interpreted, "MOST_WORK", 0)
+    model = graphdsl.compile(text, filename="compiled.nn")
+    model.train()                                                  # the jitted loop
+    assert "for layer in range(" in codegen.module([train_loop.train_loop(Trainer(model, model.spec.training).plan)],
+                                                    "float64"), "nothing rolled: the case tests nothing"
+    for name, value in reference.params.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-11, atol=1e-14, err_msg=name)

@@ -1,4 +1,8 @@
-"""Shared test set-up: a private cache directory for generated modules and Numba's cache."""
+"""Shared test set-up: a private cache directory for generated modules and Numba's cache, and a
+cache filled once (tests/cache_runs.py) for the cache fault and security tests to copy."""
+import shutil
+from pathlib import Path
+
 import pytest
 
 
@@ -10,3 +14,25 @@ def graphdsl_cache(tmp_path_factory):
     mp.setenv("GRAPHDSL_CACHE_DIR", str(path))
     yield path
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """A cache filled by one process (tests/cache_runs.py), and the values it printed."""
+    from cache_runs import compute
+
+    cache = tmp_path_factory.mktemp("clean") / "cache"
+    out, warnings = compute(cache)
+    assert warnings == []
+    return cache, out
+
+
+@pytest.fixture
+def expected(clean):
+    return clean[1]
+
+
+@pytest.fixture
+def filled(clean, tmp_path):
+    """A copy of the clean cache to damage or plant files in (copy2 keeps the mtimes Numba's index checks)."""
+    return Path(shutil.copytree(clean[0], tmp_path / "cache"))

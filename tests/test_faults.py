@@ -7,16 +7,16 @@ costs at most one warning line on stderr.
 """
 import os
 import pickle
-import shutil
 import signal
 import subprocess
-import tempfile
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cache_runs import SPEC, compute, modules, result, start
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from graphdsl.cli import main; main()"]
@@ -102,54 +102,6 @@ def test_unreadable_file(tmp_path):
 
 # -- cache faults -------------------------------------------------------------------------------
 
-SPEC = ROOT / "specs" / "backprop_2_2_1.nn"
-# Prints every value and gradient at full precision, so two runs compare exactly.
-SCRIPT = f"""
-import graphdsl
-model = graphdsl.load({str(SPEC)!r}, engine="numba")
-print(repr(sorted((k, v.tolist()) for k, v in model.forward().items())))
-print(repr(sorted((k, v.tolist()) for k, v in model.grad().items())))
-"""
-
-
-def compute(cache: Path):
-    env = {**os.environ, "GRAPHDSL_CACHE_DIR": str(cache)}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, cwd=tempfile.gettempdir(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def result(proc) -> tuple:
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return out, [line for line in err.splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """A cache filled by one process, and the values it printed."""
-    cache = tmp_path_factory.mktemp("clean") / "cache"
-    out, warnings = result(compute(cache))
-    assert warnings == []
-    return cache, out
-
-
-@pytest.fixture
-def expected(clean):
-    return clean[1]
-
-
-@pytest.fixture
-def filled(clean, tmp_path):
-    """A copy of the clean cache to damage (copy2 keeps the mtimes Numba's index checks)."""
-    return Path(shutil.copytree(clean[0], tmp_path / "cache"))
-
-
-def modules(cache: Path) -> list:
-    found = sorted(cache.glob("graphdsl_gen_*.py"))
-    assert len(found) == 2  # forward and gradient
-    return found
-
-
 @pytest.mark.parametrize("damage", ["corrupt", "truncate", "empty", "hostile"])
 def test_damaged_generated_module_is_rewritten(filled, expected, damage):
     cache = filled
@@ -157,7 +109,7 @@ def test_damaged_generated_module_is_rewritten(filled, expected, damage):
     for path, text in originals.items():
         path.write_text({"corrupt": text.replace("def ", "dfe "), "truncate": text[:len(text) // 2], "empty": "",
                          "hostile": "raise SystemExit('ran a planted module')\n"}[damage])
-    out, warnings = result(compute(cache))
+    out, warnings = compute(cache)
     assert out == expected and warnings == []
     assert {p: p.read_text() for p in modules(cache)} == originals
 
@@ -171,10 +123,10 @@ def test_damaged_numba_cache_file_recompiles_with_one_warning(filled, expected, 
         with open(path, "rb") as f:  # an index starts with Numba's version: keep it, so Numba reads on
             keep = (pickle.load(f), f.tell())[1] if suffix == ".nbi" else 0
         path.write_bytes(path.read_bytes()[:keep] + b"\x80\x05garbage" + os.urandom(64))
-    out, warnings = result(compute(cache))
+    out, warnings = compute(cache)
     assert out == expected
     assert len(warnings) == 1 and "cache" in warnings[0] and "damaged" in warnings[0], warnings
-    out, warnings = result(compute(cache))  # the cache was repaired
+    out, warnings = compute(cache)  # the cache was repaired
     assert out == expected and warnings == []
 
 
@@ -182,14 +134,14 @@ def test_truncated_numba_cache_file(filled, expected):
     cache = filled
     for path in (cache / "__pycache__").glob("graphdsl_gen_*.nb*"):
         path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
-    out, warnings = result(compute(cache))
+    out, warnings = compute(cache)
     assert out == expected and len(warnings) <= 1
 
 
 def test_unwritable_cache_falls_back_to_a_temporary_one(tmp_path, expected):
     """A cache path below a plain file cannot be created, even by root."""
     (tmp_path / "file").write_text("not a directory")
-    out, warnings = result(compute(tmp_path / "file" / "cache"))
+    out, warnings = compute(tmp_path / "file" / "cache")
     assert out == expected
     assert len(warnings) == 1 and "cannot write the cache" in warnings[0], warnings
 
@@ -200,7 +152,7 @@ def test_read_only_cache_directory(tmp_path, expected):
     cache.mkdir()
     cache.chmod(0o555)
     try:
-        out, warnings = result(compute(cache))
+        out, warnings = compute(cache)
     finally:
         cache.chmod(0o755)
     assert out == expected and len(warnings) == 1, warnings
@@ -210,7 +162,7 @@ def test_read_only_cache_that_is_already_filled_needs_no_warning(filled, expecte
     cache = filled
     cache.chmod(0o555)  # for root this changes nothing; for anyone else, the modules are read as they are
     try:
-        out, warnings = result(compute(cache))
+        out, warnings = compute(cache)
     finally:
         cache.chmod(0o755)
     assert out == expected and warnings == []
@@ -218,12 +170,12 @@ def test_read_only_cache_that_is_already_filled_needs_no_warning(filled, expecte
 
 def test_processes_compiling_the_same_spec_at_once(tmp_path, expected):
     cache = tmp_path / "cache"
-    procs = [compute(cache) for _ in range(3)]
+    procs = [start(cache) for _ in range(3)]
     for proc in procs:
         out, warnings = result(proc)
         assert out == expected and warnings == []
     assert not list(cache.glob(".tmp-*")), "no half-written files are left behind"
-    out, warnings = result(compute(cache))
+    out, warnings = compute(cache)
     assert out == expected
 
 

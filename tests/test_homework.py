@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import graphdsl
 from graphdsl.cli import main
+from test_optimizers import SPEC as OPTIMIZED
 
 # A 2-2-2 sigmoid network with squared error (Matt Mazur's worked example); its biases are frozen.
 NET = """\
@@ -221,19 +222,7 @@ def test_the_docs_one_run_homework_prints_values_gradients_and_the_step(tmp_path
 
 
 # A minibatch classifier with momentum, and a trace of shown values, for the interpreted/compiled pair.
-MINIBATCH = """\
-input x[2]
-target y
-param W[3, 2] = [[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]]
-param v[3] = [0.5, -0.6, 0.3]
-param c = 0.1
-h = tanh(W x)
-p = sigmoid(v h + c)
-L = bce(p, y)
-show h
-data x = [[1, 2], [0.5, -1], [-1.5, 0.2], [2, 0.3], [0.1, 0.1]], y = [1, 0, 1, 0, 1]
-minimize L using {optimizer}, epochs=2, batch={batch}
-"""
+MINIBATCH = OPTIMIZED.replace("epochs={epochs}, batch=3", "epochs=2, batch={batch}")
 
 
 @pytest.mark.parametrize("spec", [

@@ -10,11 +10,9 @@ import importlib.util
 import marshal
 import os
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,27 +27,11 @@ from graphdsl import files
 from graphdsl.cli import main
 from graphdsl.frontend.parser import grammar_text
 from graphdsl.training import records, trainer
+from cache_runs import SPEC, compute, modules
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "specs" / "backprop_2_2_1.nn"
 CLI = [sys.executable, "-c", "from graphdsl.cli import main; main()"]
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
-# Every value and gradient at full precision, so two runs compare exactly.
-SCRIPT = f"""
-import graphdsl
-model = graphdsl.load({str(SPEC)!r}, engine="numba")
-print(repr(sorted((k, v.tolist()) for k, v in model.forward().items())))
-print(repr(sorted((k, v.tolist()) for k, v in model.grad().items())))
-"""
-
-
-def compute(cache: Path, **env) -> tuple:
-    """(stdout, stderr lines) of SCRIPT in a fresh interpreter on this cache."""
-    env = {**os.environ, "GRAPHDSL_CACHE_DIR": str(cache), **env}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout, [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 class Plant:
@@ -68,32 +50,6 @@ def payload(marker: Path) -> bytes:
     assert marker.exists()
     marker.unlink()
     return data
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    """A cache filled by one process, and the values it printed."""
-    cache = tmp_path_factory.mktemp("clean") / "cache"
-    out, warnings = compute(cache)
-    assert warnings == []
-    return cache, out
-
-
-@pytest.fixture
-def expected(clean):
-    return clean[1]
-
-
-@pytest.fixture
-def filled(clean, tmp_path):
-    """A copy of the clean cache to plant files in (copy2 keeps the mtimes Numba's index checks)."""
-    return Path(shutil.copytree(clean[0], tmp_path / "cache"))
-
-
-def modules(cache: Path) -> list:
-    found = sorted(cache.glob("graphdsl_gen_*.py"))
-    assert len(found) == 2  # forward and gradient
-    return found
 
 
 # -- planted files ------------------------------------------------------------------------------

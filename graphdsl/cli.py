@@ -201,12 +201,13 @@ def command_line_data(data: str | None):
 
 def refuse_overwriting(spec: str, model, data, outputs: dict, **reads) -> None:
     """Before any work: no output (option -> path) may name a file the run reads (the spec, the
-    training data, `reads`: option -> path or --data SOURCE) or another output, nor a device or
-    FIFO (files.check_outputs). --checkpoint may name --resume's file: that is how a run goes on."""
+    training data and validation examples, `reads`: option -> path or --data SOURCE) or another
+    output, nor a device or FIFO (files.check_outputs). --checkpoint may name --resume's file: that is
+    how a run goes on."""
     from graphdsl.files import check_outputs
-    from graphdsl.training.examples import data_files
+    from graphdsl.training.examples import data_files, run_inputs
 
-    inputs = [("the spec", spec), *(("a data file", path) for path in data_files(model, data))]
+    inputs = [("the spec", spec), *run_inputs(model, model.spec.training, data)]
     for option, given in reads.items():
         if option == "predict" and given:
             inputs += [("a --predict file", path) for path in data_files(model, command_line_data(given))]

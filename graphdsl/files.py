@@ -100,6 +100,13 @@ def same_file(a, b) -> bool:
         return False
 
 
+def path_argument(name: str, value) -> None:
+    """A Python argument naming a file must be a str or a path: open() would take an int as a file
+    descriptor, and closing it afterwards would close the process's stdout."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise DataError(f"{name} is the path of a file, not {value!r}")
+
+
 def check_outputs(inputs: list, outputs: list, may_share: tuple = ()) -> None:
     """Refuse a run's outputs before it starts: one that names an input or another output (a run
     would overwrite the file it reads, or write two things to one file), that is not a regular file

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from graphdsl import pipeline
+from graphdsl import files, pipeline
 from graphdsl.errors import ClassIndexError, DataError, SpecError
 from graphdsl.frontend.spec import Spec
 from graphdsl.ir.graph import Graph
@@ -15,6 +15,7 @@ from graphdsl.ir.ops.nn import not_class_indices
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.training import records
 from graphdsl.training.data import checked_params, fitted
+from graphdsl.training.examples import run_inputs
 from graphdsl.transforms.interpret import evaluate
 
 ENGINES = ("auto", "numba", "numpy")
@@ -52,6 +53,13 @@ def fitted_params(model) -> dict:
     to read them: a user may have set any of them to anything. What needed converting is kept so."""
     model.params.update(checked_params(model.params, param_shapes(model.spec)))
     return model.params
+
+
+def checked_output(model, path):
+    """`path`, once sure it is a path and not a file the model's spec reads (the spec, its data)."""
+    files.path_argument("save()'s path", path)
+    files.check_outputs(run_inputs(model, model.spec.training, None), [("save()", path)])
+    return path
 
 
 @contextmanager
@@ -181,15 +189,15 @@ class Model:
         schedule settings by name (epochs=5, lr=0.1, optimizer="adam", schedule="cosine", warmup=5, clip=1.0,
         patience=5, validation="val.csv" or a dict of arrays; docs/training.md). trace: a CSV path, or
         True to keep it as `history.trace`. log: an epoch log CSV path. checkpoint: an .npz path saved
-        after every chunk of epochs; resume: one to start from. threads: BLAS threads while training (by
-        default the cores other processes leave free). on_epoch(epoch, metrics): called after each epoch with each metric's value
-        (loss, val_loss, ...); returning True stops training there. The loop runs compiled.
+        after every chunk of epochs; resume: one to start from. threads: BLAS threads (by default the
+        cores other processes leave free). on_epoch(epoch, metrics): returning True stops training.
         """
-        from graphdsl.training.trainer import Trainer, threads_limited
+        from graphdsl.training.trainer import Trainer, check_files, threads_limited
 
         if self.spec.training is None:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
         train = self.spec.training.updated(changes)
+        check_files(self, train, data, (trace, log, checkpoint, resume), on_epoch)
         fitted_params(self)  # the trainer flattens them into the loop's one parameter vector
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
         with claimed(self), threads_limited(threads):
@@ -207,8 +215,8 @@ class Model:
         from graphdsl.training.evaluate import evaluate_data
         return evaluate_data(self, data, fitted_params(self))
 
-    def save(self, path) -> None:  # the params, an .npz keyed by name
-        records.save_weights(path, fitted_params(self))
+    def save(self, path) -> None:  # the params, an .npz keyed by name; never over a file the spec reads
+        records.save_weights(checked_output(self, path), fitted_params(self))
 
     def load_weights(self, path) -> None:  # from an .npz: a param missing, extra or of another shape is named
         self.params.update(records.load_weights(path, param_shapes(self.spec))[0])

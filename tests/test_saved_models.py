@@ -1,11 +1,13 @@
 """Saved weights used with no training: Model.save / load_weights / evaluate, predict() on arrays,
-dicts and DataFrames with classes, `graphdsl predict` and `graphdsl evaluate`, and the threads limit.
+dicts and DataFrames with classes, `graphdsl predict` and `graphdsl evaluate`, the threads limit, and
+the files and callbacks train(), save() and the CLI are given.
 Expected values are computed here with NumPy from the weights, never by graphdsl."""
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -172,6 +174,7 @@ def blas_threads() -> list:
 
 
 def test_threads_limit_blas_while_training_and_are_restored_after(monkeypatch):
+    trainer.blas_pools()  # SciPy's BLAS, the loops', loaded before counting the libraries
     seen = []
     chunk = Trainer.run_chunk
 
@@ -222,6 +225,26 @@ def test_threads_running_elsewhere_sees_a_busy_process():
         spinner.kill()
 
 
+def test_models_training_in_threads_at_once_leave_blas_as_it_was():
+    """The limit is the process's: each of four overlapping runs restoring its own would leave the
+    threads of whichever ended last."""
+    trainer.blas_pools()
+    text = ("input x[2]\ntarget y\nparam w[2] = [0, 0]\nL = (w x - y)^2\n"
+            "minimize L using sgd(lr=0.01), epochs=300, batch=2\n")
+    data = {"x": np.random.default_rng(0).normal(size=(200, 2)), "y": np.zeros(200)}
+    models = [graphdsl.compile(text, filename=f"{i}.nn") for i in range(4)]
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        runs = [threading.Thread(target=m.train, args=(data,), kwargs={"threads": 1 + i % 2})
+                for i, m in enumerate(models)]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        assert blas_threads() == before
+    assert all(len(m.params["w"]) == 2 and np.all(m.params["w"] == models[0].params["w"]) for m in models)
+
+
 def test_cli_run_takes_threads(tmp_path):
     (tmp_path / "net.nn").write_text(LOGITS.format(loss="bce_logits(s, y)"))
     result = CliRunner().invoke(main, ["run", str(tmp_path / "net.nn"), "--threads", "1"])
@@ -263,3 +286,104 @@ def test_run_predicts_a_built_in_set_and_finds_a_bad_source_before_training(tmp_
     monkeypatch.setattr(Trainer, "run", lambda *a, **k: pytest.fail("trained before reading --predict"))
     result = CliRunner().invoke(main, ["run", str(spec), "--data", "iris", "--predict", str(tmp_path / "no.csv")])
     assert result.exit_code == 2 and "no.csv" in result.output
+
+
+# -- the files and callbacks train(), save() and the CLI are given ---------------------------------
+
+FILES_SPEC = """\
+input x
+target y
+param w = 0
+param b = 0.5
+L = (w x + b - y)^2
+data "train.csv"
+minimize L using sgd(lr=0.01), epochs=3, validation="val.csv"
+"""
+
+
+@pytest.fixture
+def spec_dir(tmp_path):
+    for name in ("train.csv", "val.csv"):
+        (tmp_path / name).write_text("x,y\n1,2\n2,4\n3,6\n4,8\n")
+    (tmp_path / "spec.nn").write_text(FILES_SPEC)
+    return tmp_path
+
+
+@pytest.mark.parametrize("flag", ["--log", "--trace", "--save", "--checkpoint"])
+@pytest.mark.parametrize("read", ["val.csv", "train.csv", "spec.nn"])
+def test_the_cli_never_writes_over_a_file_the_run_reads(spec_dir, flag, read, monkeypatch):
+    """The validation file the spec names is an input like its data, and so is one --set names."""
+    from click.testing import CliRunner
+
+    from graphdsl.cli import main
+    before = (spec_dir / read).read_bytes()
+    monkeypatch.chdir(spec_dir)
+    result = CliRunner().invoke(main, ["run", "spec.nn", flag, read])
+    assert result.exit_code == 2 and "would overwrite what it reads" in result.output, result.output
+    other = CliRunner().invoke(main, ["run", "spec.nn", "--set", "validation=train.csv", flag, "val.csv"])
+    assert read != "val.csv" or other.exit_code == 0  # val.csv is no input there: it may be written
+    assert (spec_dir / read).read_bytes() == before or read == "val.csv"
+
+
+@pytest.mark.parametrize("option", ["log", "trace", "checkpoint"])
+@pytest.mark.parametrize("read", ["val.csv", "train.csv", "spec.nn"])
+def test_train_and_save_never_write_over_a_file_the_model_reads(spec_dir, option, read):
+    model = graphdsl.load(spec_dir / "spec.nn")
+    before = (spec_dir / read).read_bytes()
+    with pytest.raises(DataError, match="would overwrite what it reads"):
+        model.train(**{option: spec_dir / read})
+    if read != "val.csv":  # save() reads no validation examples
+        with pytest.raises(DataError, match="would overwrite what it reads"):
+            model.save(spec_dir / read)
+    assert (spec_dir / read).read_bytes() == before
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.train(trace=1), lambda m: m.train(log=2), lambda m: m.train(checkpoint=5),
+    lambda m: m.train(resume=3.0), lambda m: m.save(None), lambda m: m.save(1), lambda m: m.load_weights(None),
+])
+def test_a_file_argument_that_is_not_a_path_is_refused(spec_dir, call, capfd):
+    """An int would be opened as a file descriptor, and closing it would close stdout."""
+    with pytest.raises(DataError, match="is the path of a file"):
+        call(graphdsl.load(spec_dir / "spec.nn"))
+    print("stdout still open")
+    assert "stdout still open" in capfd.readouterr().out
+
+
+def test_on_epoch_must_be_a_function_that_says_stop_or_go_on(spec_dir):
+    model = graphdsl.load(spec_dir / "spec.nn")
+    with pytest.raises(DataError, match="on_epoch is a function"):
+        model.train(on_epoch=5)
+    with pytest.raises(DataError, match="returned \\[1, 2\\]"):
+        model.train(on_epoch=lambda epoch, metrics: [1, 2])
+    assert model.train(on_epoch=lambda epoch, metrics: np.bool_(epoch == 2)).epoch == [1, 2]
+
+
+def test_options_given_from_python_as_numpy_numbers_or_none(spec_dir):
+    model = graphdsl.load(spec_dir / "spec.nn")
+    history = model.train(validation=np.float32(0.25), epochs=np.int64(2))
+    assert history.epoch == [1, 2] and len(history["val_loss"]) == 2
+    with pytest.raises(DataError, match="`per` is epoch or step, not `None`"):
+        model.train(schedule="cosine", per=None)
+
+
+def test_a_spec_without_examples_evaluates_at_its_own_values():
+    model = graphdsl.compile("param w = 3\nL = (w - 1)^2\nminimize L using sgd(lr=0.1), epochs=3\n")
+    assert model.evaluate() == {"loss": 4.0}
+    model.train()
+    assert model.evaluate()["loss"] == pytest.approx((model.params["w"] - 1) ** 2, rel=1e-12)
+
+
+def test_a_checkpoint_of_a_run_with_frozen_params_loads_and_saved_weights_resume(tmp_path):
+    text = ("input x\ntarget y\nparam w = 0\nparam b = 0.5\nL = (w x + b - y)^2\n"
+            "minimize L using sgd(lr=0.01), epochs=20, freeze=[b]\n")
+    data = {"x": np.arange(8.0), "y": 2 * np.arange(8.0)}
+    model = graphdsl.compile(text)
+    model.train(data, checkpoint=tmp_path / "c.npz")
+    loaded = graphdsl.compile(text)
+    loaded.load_weights(tmp_path / "c.npz")
+    assert loaded.params["w"] == model.params["w"] and loaded.params["b"] == 0.5
+    model.save(tmp_path / "s.npz")
+    resumed = graphdsl.compile(text)
+    resumed.train(data, resume=tmp_path / "s.npz", epochs=1)
+    assert resumed.params["b"] == 0.5 and resumed.params["w"] != model.params["w"]

@@ -112,11 +112,18 @@ def kept(old: dict, defaults: dict) -> dict:
     return {k: old.get(k, v) for k, v in defaults.items()}
 
 
+def is_number(value) -> bool:
+    """A number, NumPy's included, or one given as a one-entry list (`--set validation=0.2`)."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return len(value) == 1 and is_number(np.ravel(value)[0])
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
 def check_option(key: str, value):
     """An option's value, checked; raises DataError with the reason."""
     words = WORDS.get(key, ())
-    if key == "validation" and not isinstance(value, (int, float, tuple, list, np.ndarray)):
-        return value  # examples, as data.load reads them: a path, a built-in set, arrays by name
+    if key == "validation" and not is_number(value):
+        return value  # examples, as data.load reads them: a path (or several), a built-in set, arrays by name
     if isinstance(value, str) or (words and key not in NUMBER_OR_WORD):
         if value not in words:
             shown = f"{value:g}" if isinstance(value, float) else value

@@ -27,7 +27,7 @@ def evaluate_all(model, nodes: list, arrays: dict, params: dict | None = None) -
     interpreter on one minibatch graph of them all, at `params` (by default the model's)."""
     spec = model.spec
     data = [spec.graph.names[name] for name in arrays]
-    n = len(next(iter(arrays.values())))
+    n = len(next(iter(arrays.values()))) if arrays else 1  # no data leaves: the spec's values, one example
     if n > CHUNK:  # every value of 60,000 examples at once would take gigabytes: CHUNK at a time
         return in_chunks(model, nodes, arrays, params, n)
     if n == 1:  # one example, the spec's own graph: it may hold any values

@@ -28,14 +28,36 @@ def source(model, train: Training | None, data) -> tuple:
     return (data.loadable() if isinstance(data, DataSource) else data), base
 
 
+def validation_source(model, train: Training) -> tuple:
+    """(where validation examples come from, the folder its paths are relative to, or None), as
+    source() gives it for the data: a path in the spec is relative to the spec's folder; one passed in
+    (`--set validation=...`, `train(validation=...)`), to the current directory."""
+    found = train.options["validation"]
+    if not isinstance(found, DataSource):
+        return found, None
+    return found.loadable(), Path(model.spec.filename).parent if Path(model.spec.filename).exists() else None
+
+
+def files_of(found, base) -> list:
+    """The files a source of examples (as data.load reads it) names, relative to `base`."""
+    if isinstance(found, (str, os.PathLike)) and found not in datasets.BUILTIN:
+        found = [found]
+    paths = [p for p in found if isinstance(p, (str, os.PathLike))] if isinstance(found, (list, tuple)) else []
+    return [Path(base, path) if base is not None else Path(path) for path in paths]
+
+
 def data_files(model, data) -> list:
     """The files training on `data` (as examples() takes it) reads examples from, or predict() does:
     a run must not write over them."""
-    found, base = source(model, model.spec.training, data)
-    if isinstance(found, (str, os.PathLike)) and found not in datasets.BUILTIN:
-        found = [found]
-    paths = found if isinstance(found, (list, tuple)) else []
-    return [Path(base, path) if base is not None else Path(path) for path in paths]
+    return files_of(*source(model, model.spec.training, data))
+
+
+def run_inputs(model, train: Training | None, data) -> list:
+    """(what, path) for every file a run reads: the spec, its training data and validation examples."""
+    spec = [("the spec", model.spec.filename)] if os.path.isfile(model.spec.filename) else []
+    validation = files_of(*validation_source(model, train)) if train is not None else []
+    return [*spec, *(("a data file", p) for p in files_of(*source(model, train, data))),
+            *(("the validation file", p) for p in validation)]
 
 
 def examples(model, train: Training, data, leaves: list) -> dict:

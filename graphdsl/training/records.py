@@ -18,7 +18,7 @@ from math import nan
 import numpy as np
 
 from graphdsl.errors import DataError, WriteError
-from graphdsl.files import read_regular, replace_atomically
+from graphdsl.files import path_argument, read_regular, replace_atomically
 from graphdsl.ir.shapes import fmt_shape
 from graphdsl.training.data import npz_member
 
@@ -303,6 +303,7 @@ def save_weights(path, params: dict[str, np.ndarray], state: dict[str, np.ndarra
     """An .npz keyed by parameter name (np.load(path)["W"] works for anyone); optimizer
     state under `state:<key>` and metadata (epoch, step, seed...) under `meta:<key>`.
     Written atomically, to exactly `path` (no .npz is appended)."""
+    path_argument("the weights file", path)
     arrays = _weight_arrays(path, params, state or {}, meta or {})
     _write_atomically(path, lambda f: _write_npz(f, arrays))
 
@@ -375,6 +376,7 @@ def _check_numbers(path, arrays: dict[str, np.ndarray]) -> None:
 def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
     """(params, state, meta) from a weights file, checked against the expected parameter
     shapes. State and meta are empty for a plain weights file; meta values are Python numbers."""
+    path_argument("the weights file", path)
     params, state, meta = {}, {}, {}
     arrays = _read_npz(path)
     _check_numbers(path, arrays)

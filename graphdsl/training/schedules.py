@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 REST = 0.0  # a `length` of 0: the rest of the run, after the warm-up
-REQUIRED = None  # a setting without a default
+REQUIRED = object()  # a setting without a default (never a value a user can give)
 
 # Settings every schedule takes: epochs (or steps) of linear warm-up, and what it counts in.
 COMMON = {"warmup": 0.0, "per": "epoch"}
@@ -56,11 +56,6 @@ SCHEDULES = {s.name: s for s in (
     Schedule("cosine", {"length": REST, "min_lr": 0.0}),        # CosineAnnealingLR(T_max, eta_min)
     Schedule("linear", {"length": REST, "start": 1.0, "end": 0.0}),  # LinearLR(start, end, total_iters)
 )}
-
-
-def setting_names() -> set:
-    """Every schedule setting, of any schedule."""
-    return {k for s in SCHEDULES.values() for k in s.defaults()}
 
 
 def schedule_vector(name: str, settings: dict, lr: float, epochs: int, steps_per_epoch: int) -> np.ndarray:

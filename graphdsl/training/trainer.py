@@ -8,6 +8,7 @@ saves checkpoints. A chunk runs for about CHUNK_SECONDS, long enough that calls 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from functools import cache, cached_property
@@ -17,12 +18,12 @@ import numpy as np
 from graphdsl import pipeline
 from graphdsl.backend.runtime import step as T
 from graphdsl.backend.train_loop import slots
-from graphdsl.errors import SpecError
-from graphdsl.files import locked_for_writing
+from graphdsl.errors import DataError, SpecError
+from graphdsl.files import check_outputs, locked_for_writing, path_argument
 from graphdsl.training import interpreted, records
 from graphdsl.training.config import Training
 from graphdsl.training.evaluate import Scores, evaluate_examples
-from graphdsl.training.examples import examples, orders
+from graphdsl.training.examples import examples, orders, run_inputs
 from graphdsl.training.plan import data_leaves
 from graphdsl.training.progress import Progress, TrainingInterrupted, interrupts_between_chunks
 from graphdsl.training.schedules import schedule_vector
@@ -41,19 +42,38 @@ class TrainingError(Exception):
 def threads_limited(threads: int | None):
     """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; by default
     (None) the cores other processes leave free (idle_cores). The generated loops are Numba's serial
-    code, so BLAS's threads are all there are."""
+    code, so BLAS's threads are all there are. The limit is the process's: while models train in
+    several threads, the first to start sets it, the others train with it, and the last to end
+    puts BLAS back as it was (each restoring its own would leave the limit of whichever ended last)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    with BLAS_LIMIT["lock"]:
+        if not BLAS_LIMIT["runs"]:
+            BLAS_LIMIT["limiter"] = blas_limiter(threads)
+        BLAS_LIMIT["runs"] += 1
+    try:
+        yield
+    finally:
+        with BLAS_LIMIT["lock"]:
+            BLAS_LIMIT["runs"] -= 1
+            if not BLAS_LIMIT["runs"] and BLAS_LIMIT["limiter"] is not None:
+                BLAS_LIMIT["limiter"].restore_original_limits()
+                BLAS_LIMIT["limiter"] = None
+
+
+BLAS_LIMIT = {"lock": threading.Lock(), "runs": 0, "limiter": None}  # the runs training now, and their limit
+
+
+def blas_limiter(threads: int | None):
+    """BLAS limited to `threads` (by default the cores left free, never more than it has), as a
+    threadpoolctl limiter whose restore_original_limits() undoes it; None where nothing changes."""
     pool = blas_pools()
     if threads is None:
         now = max((lib.num_threads for lib in pool.lib_controllers), default=1)
         free = idle_cores() if now > 1 else now
         threads = free if free < now else None  # fewer, never more, than were set
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
-    if threads is None:
-        yield
-        return
-    with pool.limit(limits=int(threads)):
-        yield
+    return None if threads is None else pool.limit(limits=int(threads))
 
 
 @cache
@@ -100,6 +120,22 @@ def thread_running(task: str) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "R"
     except (OSError, IndexError):  # the thread ended while we looked
         return False
+
+
+def check_files(model, train: Training, data, paths: tuple, on_epoch) -> None:
+    """train()'s file arguments (trace, log, checkpoint, resume), before anything runs: paths (trace
+    may be True), none of them the spec, a data or validation file, or another output (checkpoint may
+    be resume's file); and on_epoch a function."""
+    if on_epoch is not None and not callable(on_epoch):
+        raise DataError(f"on_epoch is a function of (epoch, metrics), not {on_epoch!r}")
+    trace, log, checkpoint, resume = paths
+    named = {"trace": None if trace is True else trace, "log": log, "checkpoint": checkpoint, "resume": resume}
+    for name, value in named.items():
+        if value is not None:
+            path_argument(name, value)
+    check_outputs([*run_inputs(model, train, data), ("the resume file", resume)],
+                  [(f"{name}=", named[name]) for name in ("trace", "log", "checkpoint")],
+                  may_share=(("checkpoint=", "the resume file"),))
 
 
 def loop_value(value, dtype):
@@ -201,7 +237,7 @@ class Trainer:
         state = np.full(optimizer.state * theta.size, self.train.settings.get(optimizer.state_from, 0.0), self.dtype)
         if resume is None:
             return theta, state, 0, 0
-        shapes = {n: self.model.params[n].shape for n in self.params}
+        shapes = {n: p.shape for n, p in self.model.params.items()}  # frozen params too, as checkpoints hold
         params, saved, meta = records.load_weights(resume, shapes)
         self.model.params.update(params)
         if "optimizer" in saved and saved["optimizer"].shape == state.shape:
@@ -284,7 +320,7 @@ def run_chunks(self: Trainer, theta, state, progress: tuple, out, tracing: bool,
         t, done = t + steps, done + count
         if checkpoint:
             best, meta = self.stopping.saved()
-            records.save_weights(checkpoint, self.unflatten(theta), {"optimizer": state, **best},
+            records.save_weights(checkpoint, dict(self.model.params), {"optimizer": state, **best},
                                  {"step": t, "epoch": done, **meta})
         took = time.perf_counter() - began
         count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not one_by_one else 1

@@ -4,28 +4,23 @@ best epoch's weights kept."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from graphdsl.errors import DataError
 from graphdsl.training import data as datasets
-from graphdsl.training.config import DataSource, Training
-from graphdsl.training.examples import fields
+from graphdsl.training.config import Training
+from graphdsl.training.examples import fields, validation_source
 
 
 def held_out(model, train: Training, examples: dict, leaves: list) -> tuple:
     """(training examples, validation examples in float64): a seeded fraction of `examples`
     (data.split), or all of them and the examples `validation` names. A path the spec gives is
     relative to its folder; one passed in, to the current directory (as for `data`)."""
-    source = train.options["validation"]
+    source, base = validation_source(model, train)
     if isinstance(source, (int, float)):
         fit, val = datasets.split(examples, source, train.options["seed"])
     else:
-        base = None
-        if isinstance(source, DataSource):
-            source = source.loadable()
-            base = Path(model.spec.filename).parent if Path(model.spec.filename).exists() else None
         # in the loop's dtype first, so that float32 training validates on float32 examples either way
         fit, val = examples, datasets.load(source, fields(model, leaves), base, np.dtype(train.options["dtype"]))
     return fit, {k: v.astype(np.float64, copy=False) for k, v in val.items()}
@@ -63,7 +58,11 @@ class EarlyStopping:
     def epoch(self, epoch: int, columns: dict, theta: np.ndarray) -> None:
         """After epoch `epoch` (from 1), whose metrics are `columns` (one value each), with `theta`."""
         if self.on_epoch is not None:
-            self.halted = bool(self.on_epoch(epoch, {k: float(v[-1]) for k, v in columns.items()}))
+            stop = self.on_epoch(epoch, {k: float(v[-1]) for k, v in columns.items()})
+            if stop is not None and not isinstance(stop, (bool, np.bool_)):
+                raise DataError(f"on_epoch returns True to stop training, or False or None to go on; it returned "
+                                f"{stop!r}")
+            self.halted = bool(stop)
         if not self.patience:
             return
         value = self.sign * float(columns[self.monitor][-1])

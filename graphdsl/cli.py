@@ -21,6 +21,9 @@ engine_opt = click.option("--engine", type=click.Choice(["numpy", "numba"]), def
                           help="numpy interprets at once; numba compiles kernels (cached) first")
 format_opt = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
                           help="text to read; markdown or latex for a solution sheet; json for scripts (docs/output.md)")
+# float64 carries 17 significant digits: more would print noise
+precision_opt = click.option("--precision", default=6, show_default=True, type=click.IntRange(1, 17),
+                             help="significant digits printed")
 sets_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                         help="change a setting, an option of `minimize` or an optimizer setting (repeatable)")
 
@@ -217,6 +220,14 @@ def refuse_overwriting(spec: str, model, data, outputs: dict, **reads) -> None:
                   may_share=(("--checkpoint", "the --resume file"),))
 
 
+def finite(param, value: float, positive: bool) -> float:
+    """A tolerance or a step given on the command line: a finite number, at least 0 (above, if `positive`)."""
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise click.BadParameter(f"must be a finite number {'above' if positive else 'at least'} 0, not {value}",
+                                 param=param)
+    return value
+
+
 def settings_from(pairs) -> dict:
     from graphdsl.frontend.expand import parse_override, split_pair
 
@@ -226,7 +237,7 @@ def settings_from(pairs) -> dict:
 @main.command()
 @spec_path
 @engine_opt
-@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+@precision_opt
 @format_opt
 @sets_opt
 @click.option("--data", "data", metavar="SOURCE", help="train on this file (or files, comma-separated), or on `iris` or `digits`")
@@ -360,7 +371,7 @@ def predict(spec, load_from, data, node, sets):
 @spec_path
 @weights_opt
 @click.argument("data", required=False)
-@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+@precision_opt
 @format_opt
 @sets_opt
 def evaluate(spec, load_from, data, precision, fmt, sets):
@@ -377,9 +388,10 @@ def evaluate(spec, load_from, data, precision, fmt, sets):
 @main.command()
 @spec_path
 @engine_opt
-@click.option("--rtol", default=1e-5, show_default=True)
-@click.option("--atol", default=1e-7, show_default=True)
-@click.option("--eps", default=1e-6, show_default=True, help="central-difference step")
+@click.option("--rtol", default=1e-5, show_default=True, callback=lambda c, p, v: finite(p, v, positive=False))
+@click.option("--atol", default=1e-7, show_default=True, callback=lambda c, p, v: finite(p, v, positive=False))
+@click.option("--eps", default=1e-6, show_default=True, help="central-difference step",
+              callback=lambda c, p, v: finite(p, v, positive=True))
 def check(spec, engine, rtol, atol, eps):
     """Parse and shape-check SPEC, then check its gradients against finite differences."""
     from graphdsl.tools.gradcheck import check_point, gradcheck
@@ -423,14 +435,16 @@ def draw(spec, output, fmt, sets):
     Graphviz's `dot` program; DOT text needs no program."""
     from graphdsl.files import check_outputs, replace_atomically
     from graphdsl.tools.draw import DrawError, picture
-    from graphdsl.training.examples import data_files
+    from graphdsl.training.examples import data_files, validation_files
 
     fmt = fmt or {".svg": "svg", ".png": "png"}.get(os.path.splitext(output or "")[1].lower(), "dot")
     if fmt == "png" and output is None and sys.stdout.isatty():
         raise click.UsageError("a PNG is binary: write it to a file with -o FILE.png")
     model = open_spec(spec, settings=settings_from(sets))
-    # as run's outputs are: never the spec or its data, a device or a FIFO, nor in a missing folder
-    check_outputs([("the spec itself", spec), *(("the data file", path) for path in data_files(model, None))],
+    # as run's outputs are: never the spec, its data or validation file, a device or a FIFO, nor in a
+    # missing folder
+    check_outputs([("the spec itself", spec), *(("the data file", path) for path in data_files(model, None)),
+                   *(("the validation file", path) for path in validation_files(model, model.spec.training))],
                   [("-o", output)])
     try:
         data = picture(model, fmt)
@@ -484,7 +498,7 @@ def lsp():
 @spec_path
 @click.argument("node")
 @click.option("--loss", help="the scalar to differentiate  [default: the loss of the spec's first `grad`]")
-@click.option("--precision", default=6, show_default=True, help="significant digits printed")
+@precision_opt
 @format_opt
 def explain(spec, node, loss, precision, fmt):
     """Print dLOSS/dNODE by the chain rule: every path of named nodes from NODE to the loss, each

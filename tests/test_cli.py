@@ -215,3 +215,50 @@ def test_after_training_the_report_is_at_the_trained_weights_and_names_the_saved
     want = np.mean([model.forward(x=x, y=y)["L"] for x, y in zip(xs, ys)])
     printed = float(re.search(r"^  loss scalar\s+(\S+)", result.stdout, re.M).group(1))
     assert printed == pytest.approx(want, rel=1e-10)
+
+
+CLASSIFIER = """\
+input x[2]
+target y
+param W[2] = [0.5, -0.5]
+param c = 0
+z = W x + c
+L = bce_logits(z, y)
+data "d.csv"
+minimize L using sgd(lr=0.1), epochs=2, validation="v.csv"
+"""
+
+
+@pytest.fixture
+def classifier(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("d.csv", "v.csv"):
+        (tmp_path / name).write_text("x[0],x[1],y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    (tmp_path / "in.csv").write_text("x[0],x[1]\n0,1\n1,1\n")
+    (tmp_path / "net.nn").write_text(CLASSIFIER)
+    np.savez(tmp_path / "w.npz", W=np.array([0.5, -0.5]), c=np.array(0.0))
+    np.savez(tmp_path / "nan.npz", W=np.array([np.nan, -0.5]), c=np.array(0.0))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "net.nn", "--precision", "-1"], "not in the range 1<=x<=17"),
+    (["explain", "net.nn", "W", "--precision", "99999999999999999999"], "not in the range 1<=x<=17"),
+    (["evaluate", "net.nn", "--load", "w.npz", "--precision", "0"], "not in the range 1<=x<=17"),
+    (["check", "net.nn", "--eps", "0"], "must be a finite number above 0"),
+    (["check", "net.nn", "--eps", "inf"], "must be a finite number above 0"),
+    (["check", "net.nn", "--rtol", "nan"], "must be a finite number at least 0"),
+    (["check", "net.nn", "--atol", "-1"], "must be a finite number at least 0"),
+    (["sweep", "net.nn", "--grid", "lr=0.1", "--out", "s.csv", "--address", "garbage"], "cannot reach the Dask"),
+    (["predict", "net.nn", "in.csv", "--load", "w.npz", "--node", "L"], "`L` needs the target `y`"),
+    (["predict", "net.nn", "in.csv", "--load", "w.npz", "--node", "y"], "`y` needs the target `y`"),
+    (["predict", "net.nn", "in.csv", "--load", "nan.npz"], "`W` holds nan (entry [0]): weights must be finite"),
+    (["evaluate", "net.nn", "--load", "nan.npz"], "`W` holds nan (entry [0])"),
+    (["draw", "net.nn", "-o", "v.csv"], "is the validation file"),
+    (["sweep", "net.nn", "--grid", "lr=0.1", "--workers", "1", "--out", "v.csv"], "is the validation file"),
+])
+def test_bad_flags_and_files_are_usage_errors_that_touch_nothing(classifier, args, message):
+    before = {p.name: p.read_bytes() for p in classifier.iterdir()}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert {name: (classifier / name).read_bytes() for name in before} == before  # every input as it was

@@ -305,7 +305,10 @@ def execute(job: Job, work, done, address: str | None = None, workers: int | Non
     with ExitStack() as stack:
         if address is None:
             address = stack.enter_context(local_cluster(min(workers or os.cpu_count() or 1, count)))
-        client = stack.enter_context(Client(address))
+        try:
+            client = stack.enter_context(Client(address))
+        except (ValueError, OSError) as err:  # a malformed address, or no scheduler there
+            raise DataError(f"cannot reach the Dask scheduler at {address}: {err}") from None
         futures = {}
 
         def submit(item):

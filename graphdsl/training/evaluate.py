@@ -177,6 +177,11 @@ def prediction_examples(model, data, node: str | None = None) -> tuple[int, dict
     g = model.spec.graph
     target = pipeline.node_id(model.spec, node) if node else prediction_of(train)
     needed = g.ancestors([target])
+    targets = [t for t in model.spec.names_of("target") if g.names[t] in needed and g.names[t] not in g.values]
+    if targets:
+        raise DataError(f"`{g.name_of(target)}` needs the target `{targets[0]}`, which a prediction does not "
+                        "know: ask for a node computed from the inputs alone (what the loss compares with the "
+                        "target), or evaluate the loss with `graphdsl evaluate` / model.evaluate()")
     inputs = [i for i in (g.names[n] for n in model.spec.names_of("input")) if i in needed]
     read = inputs
     if isinstance(data, str) and data in datasets.BUILTIN and train is not None:

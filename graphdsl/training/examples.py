@@ -52,12 +52,16 @@ def data_files(model, data) -> list:
     return files_of(*source(model, model.spec.training, data))
 
 
+def validation_files(model, train: Training | None) -> list:
+    """The files training reads its validation examples from (none for a fraction of the data)."""
+    return files_of(*validation_source(model, train)) if train is not None else []
+
+
 def run_inputs(model, train: Training | None, data) -> list:
     """(what, path) for every file a run reads: the spec, its training data and validation examples."""
     spec = [("the spec", model.spec.filename)] if os.path.isfile(model.spec.filename) else []
-    validation = files_of(*validation_source(model, train)) if train is not None else []
     return [*spec, *(("a data file", p) for p in files_of(*source(model, train, data))),
-            *(("the validation file", p) for p in validation)]
+            *(("the validation file", p) for p in validation_files(model, train))]
 
 
 def examples(model, train: Training, data, leaves: list) -> dict:

@@ -365,6 +365,10 @@ def _check_numbers(path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path}: `{key}` holds {array.dtype} values, but a weights file holds real numbers; "
                             "save the weights again with save_weights or np.savez")
         if not key.startswith(META_PREFIX):
+            bad = np.argwhere(~np.isfinite(array))
+            if len(bad):  # a nan weight would give nan scores, read as class 0
+                where = f" (entry {list(map(int, bad[0]))})" if array.ndim else ""
+                raise DataError(f"{path}: `{key}` holds {array[tuple(bad[0])]}{where}: weights must be finite numbers")
             continue
         if array.ndim or not math.isfinite(array):
             raise DataError(f"{path}: `{key}` must be one finite number, not {array.tolist()}")

@@ -387,3 +387,10 @@ def test_a_checkpoint_of_a_run_with_frozen_params_loads_and_saved_weights_resume
     resumed = graphdsl.compile(text)
     resumed.train(data, resume=tmp_path / "s.npz", epochs=1)
     assert resumed.params["b"] == 0.5 and resumed.params["w"] != model.params["w"]
+
+
+def test_early_stopping_says_when_a_validation_fraction_holds_out_nothing():
+    model = graphdsl.compile("input x\ntarget y\nparam w = 0\nL = (w x - y)^2\n"
+                             "minimize L using sgd(lr=0.1), epochs=3, patience=2, validation=0.01\n")
+    with pytest.raises(DataError, match="validation=0.01 holds out none of these examples"):
+        model.train({"x": np.arange(20.0), "y": np.arange(20.0)})

@@ -38,8 +38,11 @@ class EarlyStopping:
         self.monitor, self.patience = train.options["monitor"], train.options["patience"]
         self.on_epoch, self.halted = on_epoch, False
         if self.patience and self.monitor.startswith("val_") and not validated:
-            raise DataError(f"early stopping (`patience`) watches `{self.monitor}`, but no examples are held out "
-                            "for validation: add validation=0.2 (a fraction) or validation=\"val.csv\"")
+            given = train.options["validation"]
+            why = (f"validation={given:g} holds out none of these examples" if isinstance(given, float) and given
+                   else "no examples are held out for validation")
+            raise DataError(f"early stopping (`patience`) watches `{self.monitor}`, but {why}: hold out more, as "
+                            "validation=0.2 (a fraction) or validation=\"val.csv\"")
         if self.patience and self.monitor.endswith("accuracy") and not train.metric:
             raise DataError(f"early stopping watches `{self.monitor}`, but `{train.loss}` is not a classifier's "
                             "loss: monitor=val_loss")

@@ -55,6 +55,12 @@ def fitted_params(model) -> dict:
     return model.params
 
 
+def interpreting(model, program) -> bool:
+    """Whether the interpreter answers this call of `program` (engine "numpy", or the first calls on
+    "auto"): decided once a user's call, so that one result never mixes the two engines."""
+    return model.engine == "numpy" or (model.engine == "auto" and program.interprets())
+
+
 def checked_output(model, path):
     """`path`, once sure it is a path and not a file the model's spec reads (the spec, its data)."""
     files.path_argument("save()'s path", path)
@@ -138,11 +144,11 @@ class Model:
             raise SpecError(problem, node.span, filename=self.spec.filename, text=self.spec.text)
         return float(value) if node.shape == () else value
 
-    def _run(self, program: pipeline.Program, inputs: dict, extra: dict | None = None) -> dict:
+    def _run(self, program: pipeline.Program, inputs: dict, extra: dict | None = None, interpret=None) -> dict:
         leaves = self.leaf_values(program.graph, inputs)
         leaves.update(extra or {})
         try:
-            if self.engine == "numpy" or (self.engine == "auto" and program.interprets()):
+            if interpreting(self, program) if interpret is None else interpret:
                 found = evaluate(program.graph, leaves, program.outputs)
                 results = [found[o] for o in program.outputs]
             else:
@@ -171,12 +177,11 @@ class Model:
     def jacobian(self, of: str, wrt: str, **inputs) -> np.ndarray:
         """d(of)/d(wrt) at the given inputs, shaped of.shape + wrt.shape."""
         program = pipeline.jacobian_program(self.spec, of, wrt)
-        seed_id = program.leaves[-1]
-        g = self.spec.graph
+        seed_id, g, interpret = program.leaves[-1], self.spec.graph, interpreting(self, program)  # one engine
         shape_f = g.nodes[g.names[of]].shape
         if shape_f == ():
-            return self._run(program, inputs, {seed_id: 1.0})["row"]
-        rows = [self._run(program, inputs, {seed_id: basis.reshape(shape_f)})["row"]
+            return self._run(program, inputs, {seed_id: 1.0}, interpret)["row"]
+        rows = [self._run(program, inputs, {seed_id: basis.reshape(shape_f)}, interpret)["row"]
                 for basis in np.eye(int(np.prod(shape_f)))]
         return np.array(rows).reshape(shape_f + g.nodes[g.names[wrt]].shape)
 

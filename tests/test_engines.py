@@ -39,3 +39,15 @@ def test_a_homework_from_python_never_imports_numba():
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine must be one of auto, numba, numpy"):
         graphdsl.load(SPEC, engine="jax")
+
+
+def test_one_jacobian_is_one_call_answered_by_one_engine():
+    """A jacobian runs its program once a row; the engine is chosen once for the whole call, so a
+    6-row jacobian neither compiles halfway nor mixes interpreted and compiled rows."""
+    text = "input x[6] = [1, 2, 3, 4, 5, 6]\nparam W[6, 6] = 0.1\ny = tanh(W x)\n"
+    model = graphdsl.compile(text, seed=12)
+    got = model.jacobian("y", "x")
+    program = pipeline.jacobian_program(model.spec, "y", "x")
+    assert program.calls == 1 and "kernel" not in vars(program)
+    z = np.full((6, 6), 0.1) @ np.arange(1.0, 7.0)
+    np.testing.assert_allclose(got, (1 - np.tanh(z) ** 2)[:, None] * np.full((6, 6), 0.1), rtol=1e-13)

@@ -249,7 +249,8 @@ def settings_from(pairs) -> dict:
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="save weights and optimizer state as training goes")
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), help="go on from a checkpoint")
 @click.option("--predict", "predict_from", metavar="SOURCE",
-              help="after training, print the prediction for each example in SOURCE as CSV (inputs only)")
+              help="after training, print the prediction for each example in SOURCE as CSV "
+                   "(its inputs, or a file laid out as training reads it)")
 @click.option("--detect-anomaly", is_flag=True,
               help="name the first value or gradient that is not finite (exit 1), before printing")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
@@ -362,8 +363,9 @@ def saved_model(spec: str, load_from: str, sets):
 @sets_opt
 def predict(spec, load_from, data, node, sets):
     """Print, as CSV, the prediction for each example in DATA (a CSV, .npz or IDX file, or iris or
-    digits; inputs alone will do) at the weights in --load, with no training: the values the loss
-    compares with its target, and the class for a classifier (softmax_ce, bce, bce_logits)."""
+    digits; its inputs alone, or laid out as training reads it, targets and all) at the weights in
+    --load, with no training: the values the loss compares with its target, and the class for a
+    classifier (softmax_ce, bce, bce_logits)."""
     click.echo(predictions(saved_model(spec, load_from, sets), command_line_data(data), node), nl=False)
 
 

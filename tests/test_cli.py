@@ -1,4 +1,5 @@
 """The graphdsl command: output people can read, and exit codes 0, 1 and 2."""
+import io
 import json
 import re
 
@@ -262,3 +263,16 @@ def test_bad_flags_and_files_are_usage_errors_that_touch_nothing(classifier, arg
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert {name: (classifier / name).read_bytes() for name in before} == before  # every input as it was
+
+
+def test_predict_takes_the_training_file_itself_or_the_inputs_alone(classifier):
+    """The targets of a file laid out as training reads it are read and left out."""
+    alone = CliRunner().invoke(main, ["predict", "net.nn", "in.csv", "--load", "w.npz"])
+    full = CliRunner().invoke(main, ["predict", "net.nn", "d.csv", "--load", "w.npz"])
+    assert alone.exit_code == 0 and full.exit_code == 0, (alone.output, full.output)
+    rows = np.loadtxt(io.StringIO(full.output), delimiter=",", skiprows=1)
+    z = np.array([[0, 0], [0, 1], [1, 0], [1, 1]]) @ [0.5, -0.5]
+    np.testing.assert_allclose(rows[:, 0], z, rtol=1e-15)
+    assert [full.output.splitlines()[i] for i in (2, 4)] == alone.output.splitlines()[1:3]  # d.csv rows 2, 4
+    bad = CliRunner().invoke(main, ["predict", "net.nn", "net.nn", "--load", "w.npz"])
+    assert bad.exit_code == 2 and "read as the inputs alone" in bad.output and "read as training reads it" in bad.output

@@ -183,10 +183,20 @@ def prediction_examples(model, data, node: str | None = None) -> tuple[int, dict
                         "know: ask for a node computed from the inputs alone (what the loss compares with the "
                         "target), or evaluate the loss with `graphdsl evaluate` / model.evaluate()")
     inputs = [i for i in (g.names[n] for n in model.spec.names_of("input")) if i in needed]
-    read = inputs
-    if isinstance(data, str) and data in datasets.BUILTIN and train is not None:
-        read = inputs + [t for t in data_leaves(model.spec, g.names[train.loss]) if t not in inputs]
-    examples = datasets.load(as_data(model, data, inputs), fields(model, read), None)
+    trained = data_leaves(model.spec, g.names[train.loss]) if train is not None else inputs
+    read = [fields(model, inputs), fields(model, inputs + [t for t in trained if t not in inputs])]
+    if isinstance(data, str) and data in datasets.BUILTIN:
+        read = read[1:]
+    try:
+        examples = datasets.load(as_data(model, data, inputs), read[0], None)
+    except DataError as alone:  # a file of the inputs alone, or laid out as training reads it (targets left out)
+        if len(read) == 1 or isinstance(data, (dict, np.ndarray)) or hasattr(data, "columns"):
+            raise
+        try:
+            examples = datasets.load(data, read[1], None)
+        except DataError as laid_out:
+            raise DataError(f"read as the inputs alone: {alone}\nread as training reads it "
+                            f"({', '.join(f.name for f in read[1])}): {laid_out}") from None
     return target, {g.name_of(i): examples[g.name_of(i)] for i in inputs}
 
 

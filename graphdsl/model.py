@@ -224,7 +224,7 @@ class Model:
         records.save_weights(checked_output(self, path), fitted_params(self))
 
     def load_weights(self, path) -> None:  # from an .npz: a param missing, extra or of another shape is named
-        self.params.update(records.load_weights(path, param_shapes(self.spec))[0])
+        self.params.update(records.load_weights(path, param_shapes(self.spec), finite=True)[0])
 
     def summary(self):  # a Summary: print() it, or a notebook shows it as a table
         from graphdsl.tools.report import summary

@@ -253,7 +253,7 @@ def classifier(tmp_path, monkeypatch):
     (["sweep", "net.nn", "--grid", "lr=0.1", "--out", "s.csv", "--address", "garbage"], "cannot reach the Dask"),
     (["predict", "net.nn", "in.csv", "--load", "w.npz", "--node", "L"], "`L` needs the target `y`"),
     (["predict", "net.nn", "in.csv", "--load", "w.npz", "--node", "y"], "`y` needs the target `y`"),
-    (["predict", "net.nn", "in.csv", "--load", "nan.npz"], "`W` holds nan (entry [0]): weights must be finite"),
+    (["predict", "net.nn", "in.csv", "--load", "nan.npz"], "`W` holds nan (entry [0]): a model's weights must be finite"),
     (["evaluate", "net.nn", "--load", "nan.npz"], "`W` holds nan (entry [0])"),
     (["draw", "net.nn", "-o", "v.csv"], "is the validation file"),
     (["sweep", "net.nn", "--grid", "lr=0.1", "--workers", "1", "--out", "v.csv"], "is the validation file"),

@@ -365,10 +365,6 @@ def _check_numbers(path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path}: `{key}` holds {array.dtype} values, but a weights file holds real numbers; "
                             "save the weights again with save_weights or np.savez")
         if not key.startswith(META_PREFIX):
-            bad = np.argwhere(~np.isfinite(array))
-            if len(bad):  # a nan weight would give nan scores, read as class 0
-                where = f" (entry {list(map(int, bad[0]))})" if array.ndim else ""
-                raise DataError(f"{path}: `{key}` holds {array[tuple(bad[0])]}{where}: weights must be finite numbers")
             continue
         if array.ndim or not math.isfinite(array):
             raise DataError(f"{path}: `{key}` must be one finite number, not {array.tolist()}")
@@ -377,9 +373,10 @@ def _check_numbers(path, arrays: dict[str, np.ndarray]) -> None:
             raise DataError(f"{path}: `{key}` counts, so it is a whole number of at least 0, not {array.item()}")
 
 
-def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
+def load_weights(path, shapes: dict[str, tuple], finite: bool = False) -> tuple[dict, dict, dict]:
     """(params, state, meta) from a weights file, checked against the expected parameter
-    shapes. State and meta are empty for a plain weights file; meta values are Python numbers."""
+    shapes. State and meta are empty for a plain weights file; meta values are Python numbers.
+    `finite`: refuse a param holding nan or inf (a model's weights; the file itself keeps any value)."""
     path_argument("the weights file", path)
     params, state, meta = {}, {}, {}
     arrays = _read_npz(path)
@@ -392,6 +389,11 @@ def load_weights(path, shapes: dict[str, tuple]) -> tuple[dict, dict, dict]:
         else:
             params[key] = array
     _check_params(path, params, shapes)
+    for key, array in params.items() if finite else ():
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):  # a nan weight gives nan scores, which read as class 0
+            where = f" (entry {list(map(int, bad[0]))})" if array.ndim else ""
+            raise DataError(f"{path}: `{key}` holds {array[tuple(bad[0])]}{where}: a model's weights must be finite")
     return params, state, meta
 
 

@@ -103,12 +103,17 @@ def running_elsewhere() -> int | None:
     None where /proc does not say. Not the load average: it takes a minute to see a process that
     has just started."""
     try:
-        looks = []
+        fewest = None
         for _ in range(3):
             with open("/proc/stat") as stat:
                 running = next(int(line.split()[1]) for line in stat if line.startswith("procs_running"))
-            looks.append(running - sum(thread_running(task) for task in os.listdir("/proc/self/task")))
-        return min(looks)
+            if running <= 1:  # this thread alone, looking: nothing else runs (a quiet machine's usual case)
+                return 0
+            mine = sum(thread_running(task) for task in os.listdir("/proc/self/task"))
+            fewest = running - mine if fewest is None else min(fewest, running - mine)
+            if fewest <= 0:
+                return 0
+        return fewest
     except (OSError, StopIteration, ValueError):
         return None
 

@@ -145,6 +145,21 @@ def test_a_product_fits_while_its_operands_norms_rule_out_overflow():
         assert not T.product_fits(T.norm(a / 10), T.norm(b), a)
 
 
+def test_hits_count_rows_whose_argmax_is_the_class_as_numpy_picks_it():
+    """Ties go to the first largest score and a nan row to its first nan, as np.argmax picks;
+    padded rows (weight 0) never count; one-hot targets count as their class indices."""
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n, c = rng.integers(1, 6), rng.integers(2, 5)
+        scores = rng.integers(-2, 3, size=(n, c)).astype(float)  # small integers: many ties
+        scores[rng.random((n, c)) < 0.15] = np.nan
+        target = rng.integers(0, c, size=n).astype(float)
+        weights = (rng.random(n) > 0.2).astype(float)
+        want = sum(1 for i in range(n) if weights[i] > 0 and np.argmax(scores[i]) == target[i])
+        assert T.hits_argmax(scores, target, weights) == want
+        assert T.hits_argmax(scores, np.eye(c)[target.astype(int)], weights) == want
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_gather_returns_the_norm_of_the_rows_it_copied(dtype):
     """take's norm is the gathered batch's Frobenius norm (inf where a square overflows the dtype),

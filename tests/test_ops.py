@@ -250,8 +250,13 @@ PROBES = {
                 Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.softmax(-1)), smooth=False)],
     "log_softmax": [Probe((r(4),), T(lambda x: x.log_softmax(-1))), Probe((r(2, 3),), T(lambda x: x.log_softmax(-1))),
                     Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.log_softmax(-1)), smooth=False)],
+    # 8 entries or more are shifted and exponentiated in a scratch buffer (r(3, 4), r(10), r(2, 2, 3), the rows
+    # of large numbers); fewer in the row loop (r(4))
     "logsumexp": [Probe((r(4),), T(lambda x: x.logsumexp(-1))), Probe((r(3, 4),), T(lambda x: x.logsumexp(-1))),
+                  Probe((r(10),), T(lambda x: x.logsumexp(-1))), Probe((r(2, 2, 3),), T(lambda x: x.logsumexp(-1))),
                   Probe((np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1001.0, -1002.0]]),),
+                        T(lambda x: x.logsumexp(-1)), smooth=False),
+                  Probe((np.array([[1000.0, 1001.0, 1002.0, 999.0], [-1000.0, -1001.0, -1e300, -1002.0]]),),
                         T(lambda x: x.logsumexp(-1)), smooth=False)],
     "pick": [Probe((r(4), np.float64(2.0)), pick_expected, nondiff=(1,)),
              Probe((r(3, 4), np.array([0.0, 3.0, 1.0])), pick_expected, nondiff=(1,)),
@@ -343,7 +348,7 @@ def test_op_has_every_rule(name):
 
 
 FLAGS = ("elementwise", "reads_fused", "blas")
-OPTIONAL = ("view", "fused_read")  # a function, or None where the op has no such facet
+OPTIONAL = ("view", "fused_read", "scratch")  # a function, or None where the op has no such facet
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -36,6 +36,7 @@ NAMES = (
     ("f7", "a flat view of v7, for loops over one flat index"),
     ("x7", "node 7's value computed inside the loops of its one reader (fused)"),
     ("t7", "node 7's value built by statements, then copied into v7"),
+    ("s7, flat", "the buffer node 7's loops work in, made once; a flat view of it"),
     ("i0, i1, ...", "loop indices, outermost first"),
     ("acc, top", "loop locals: a running sum (or max, or min), a row's largest entry"),
     ("cls", "a class index, checked by K.class_index"),
@@ -77,6 +78,11 @@ from numba import njit
 
 def var(node_id: int) -> str:
     return f"v{node_id}"
+
+
+def scratch_var(node_id: int) -> str:
+    """The buffer node `<id>`'s loops work in (its op's `scratch`), made once as its own is."""
+    return f"s{node_id}"
 
 
 def flat_var(node_id: int) -> str:
@@ -142,7 +148,11 @@ def node_code(graph: Graph, node, fused=frozenset(), flat=frozenset()) -> tuple:
     if op.elementwise:
         return prologue, loops.elementwise(formula(node, shapes), out, args, shapes, node.shape)
     if op.emit is not None:
-        return prologue, op.emit(out, args, shapes, node.shape, **node.kw)
+        room = op.scratch and op.scratch(shapes)
+        if not room:
+            return prologue, op.emit(out, args, shapes, node.shape, **node.kw)
+        prologue.append(Made(scratch_var(node.id), f"np.empty({room}, F)", len(room)))
+        return prologue, op.emit(out, args, shapes, node.shape, scratch=scratch_var(node.id), **node.kw)
     code = op.code(args, node.kw, shapes, node.shape)
     if isinstance(code, str):
         return prologue, [f"T.put({out}, {code})"]

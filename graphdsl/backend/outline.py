@@ -8,13 +8,13 @@ import hashlib
 import re
 from collections import Counter
 
-EXTERNAL = re.compile(r"\b[vf]\d+\b")            # node values and their flat views: arguments
+EXTERNAL = re.compile(r"\b[vfs]\d+\b")           # node values, their flat views and scratch: arguments
 TEMPORARY = re.compile(r"\b[xt]\d+\b")           # fused values and built values: the function's own
 # how often a nest must repeat to be made a function: the layers of a deep network. A network of
 # two hidden layers keeps every nest inline, where a step of a small one (XOR, Iris) spends no
 # time on calls
 LAYERS = 3
-REBINDS = re.compile(r"^\s*[vf]\d+\s*=[^=]")     # a statement giving a value a new object, not filling it
+REBINDS = re.compile(r"^\s*[vfs]\d+\s*=[^=]")     # a statement giving a value a new object, not filling it
 # names of the training loop's own, which a node's statements never read; a nest that did could
 # not be moved out of the loop
 LOOP_LOCALS = re.compile(r"(?<![.\w])(t|e|s|size|count|mean|ids|ids_e|theta|grad|state|hyper|order|trace|row|r|"

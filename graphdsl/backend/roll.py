@@ -29,7 +29,7 @@ LONGEST = 200  # statements in one repeat at most, which bounds the search
 NAME = re.compile(r"\b[a-zA-Z_]\w*\b")
 # a whole number inside a subscript: an index, or a bound of a slice
 SUBSCRIPT_INT = re.compile(r"(?<=[\[:])\d+(?=[:\]])")
-HOLE = re.compile(r"(?<![.\w])([vfxt]\d+)\b|" + SUBSCRIPT_INT.pattern)
+HOLE = re.compile(r"(?<![.\w])([vfxts]\d+)\b|" + SUBSCRIPT_INT.pattern)
 BINDS = re.compile(r"^\s*([a-zA-Z_]\w*)\s*=[^=]")
 INDEX = "layer"  # the rolled loop's index
 TUPLE = "u"      # the tuples' names: u0, u1, ...

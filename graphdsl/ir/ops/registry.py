@@ -34,6 +34,8 @@ an op's name:
 - blas: a matrix product `a @ b` that BLAS may run (loops.blas says when)
 - class_index: which operand holds class indices into the last axis of the first operand (the
   scores), so a model checks a leaf given there before any kernel runs
+- scratch(arg_shapes) -> a shape, or None: a buffer made once that `emit` works in, given as its
+  `scratch` setting (`s7` for node 7)
 """
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ class Op:
     fused_read: Callable | None
     blas: bool
     class_index: int | None
+    scratch: Callable | None
 
     @property
     def backward_only(self) -> bool:
@@ -107,7 +110,8 @@ def template(text: str) -> Callable:
 
 
 def register(name, *, doc, shape, ref, vjp, code=None, emit=None, batch, mults, call, infix=None,
-             elementwise=False, view=None, reads_fused=False, fused_read=None, blas=False, class_index=None):
+             elementwise=False, view=None, reads_fused=False, fused_read=None, blas=False, class_index=None,
+             scratch=None):
     """Enter an op in OPS. The facets every op has take no default, so an entry missing one fails
     here, when its family is imported; vjp=None says the op is made only by vjp rules."""
     if (code is None) == (emit is None):
@@ -115,6 +119,6 @@ def register(name, *, doc, shape, ref, vjp, code=None, emit=None, batch, mults, 
     OPS[name] = Op(name=name, doc=doc, shape=shape, ref=ref, vjp=vjp,
                    code=template(code) if isinstance(code, str) else code, emit=emit, batch=batch, mults=mults,
                    call=call, infix=infix, elementwise=elementwise, view=view, reads_fused=reads_fused,
-                   fused_read=fused_read, blas=blas, class_index=class_index)
+                   fused_read=fused_read, blas=blas, class_index=class_index, scratch=scratch)
     if infix is not None:
         INFIX[infix] = name

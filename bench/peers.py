@@ -33,6 +33,9 @@ class Graphdsl(Peer):
 
     name = "graphdsl"
     threads = None  # train()'s default: the cores other processes leave free
+    # the compiled loop, whatever the run's length: the "auto" engine would interpret a run it
+    # estimates quicker uncompiled (W2's and W3's are near that line), and its speed is not the loop's
+    engine = "numba"
 
     def __init__(self, wl, dtype=np.float64):
         super().__init__(wl, dtype)
@@ -44,7 +47,7 @@ class Graphdsl(Peer):
         self.data = {"x": wl.X.astype(self.dtype), "y" if wl.out == "bce" else "k": wl.Y.astype(self.dtype)}
 
     def model(self):
-        m = self.graphdsl.compile(self.text)
+        m = self.graphdsl.compile(self.text, engine=self.engine)
         for k, v in self.init.items():
             m.params[k][...] = v
         return m
@@ -79,6 +82,14 @@ class Graphdsl1(Graphdsl):
 class Graphdsl2(Graphdsl):
     name = "graphdsl, 2 threads"
     threads = 2
+
+
+class GraphdslAuto(Graphdsl):
+    """graphdsl as a user gets it: the default engine, which interprets a run too small to repay
+    compiling its loop (the depth workloads' one epoch)."""
+
+    name = "graphdsl, auto engine"
+    engine = "auto"
 
 
 # -- NumPy by hand --------------------------------------------------------------------------
@@ -353,4 +364,4 @@ class JaxStep(_JaxBase):
         return self.result(self.jax.block_until_ready(p))
 
 
-PEERS = {"graphdsl": Graphdsl, "graphdsl-1t": Graphdsl1, "graphdsl-2t": Graphdsl2, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy}
+PEERS = {"graphdsl": Graphdsl, "graphdsl-1t": Graphdsl1, "graphdsl-2t": Graphdsl2, "graphdsl-auto": GraphdslAuto, "torch": Torch, "torch-1t": Torch1, "jax-loop": JaxLoop, "jax-step": JaxStep, "numpy": NumPy}

@@ -221,7 +221,7 @@ def child(key: str, peer: str, quick: bool) -> None:
     wl = W.make(key, quick=quick)
     p = P.PEERS[peer](wl)
     t1 = time.perf_counter()
-    warm = 0.0 if key in DEPTHS and peer == "graphdsl" else p.warmup()
+    warm = 0.0 if key in DEPTHS and peer.startswith("graphdsl") else p.warmup()
     if hasattr(p, "prepare"):
         p.prepare()
     t2 = time.perf_counter()
@@ -245,38 +245,48 @@ DEPTHS = ["D2", "D4", "D8", "D16"]
 
 def bench_depth(args) -> tuple:
     """Fresh processes from start to the end of the first epoch, by depth: graphdsl on an empty
-    graphdsl cache (its helper kernels compiled once before, as after a first use), JAX as it starts."""
+    graphdsl cache (its helper kernels compiled once before, as after a first use), its loop
+    compiled (the numba engine) and as the default engine runs it; JAX as it starts."""
     base = {k: v for k, v in os.environ.items() if k not in ("GRAPHDSL_CACHE_DIR", "NUMBA_CACHE_DIR")}
     helpers = {"NUMBA_CACHE_DIR": scratch("numba-depth-")}
     run = lambda key, peer, env: timed([sys.executable, "-m", "bench.run", "--child", key, peer], env)  # noqa: E731
     run("D2", "graphdsl", {**base, **helpers, "GRAPHDSL_CACHE_DIR": scratch("gdsl-depth-")})
     keys = ["D2", "D16"] if args.quick else DEPTHS
+    peers = ("graphdsl", "graphdsl-auto", "jax-loop")
     results = {}
     for rep in range(args.reps or (2 if args.quick else 3)):
         for key in keys:
-            fresh = {**base, **helpers, "GRAPHDSL_CACHE_DIR": scratch("gdsl-depth-")}
-            for peer, env in (("graphdsl", fresh), ("jax-loop", {**base, **fresh_caches()})):
+            for peer in peers:
+                env = {**base, **fresh_caches()} if peer == "jax-loop" else \
+                    {**base, **helpers, "GRAPHDSL_CACHE_DIR": scratch("gdsl-depth-")}
                 wall, out = run(key, peer, env)
                 results.setdefault((key, peer), []).append((wall, json.loads(out.strip().splitlines()[-1])))
         print(f"  depth: repetition {rep + 1} done", file=sys.stderr, flush=True)
+    return depth_table(args, keys, peers, results)
+
+
+def depth_table(args, keys: list, peers: tuple, results: dict) -> tuple:
     med = lambda key, peer, f: statistics.median(f(w, i) for w, i in results[(key, peer)])  # noqa: E731
+    whole = lambda key, peer: med(key, peer, lambda w, i: w)  # noqa: E731
     train = lambda key, peer: med(key, peer, lambda w, i: i["warm"] + i["run"])  # noqa: E731
     lines = ["### Compile time by depth: a fresh process to the end of the first epoch", "",
              "MLP 64-(64 x d)-10 tanh, softmax CE, SGD batch 32, one epoch of digits (57 steps). graphdsl: "
              "an empty graphdsl cache, its helper kernels compiled by an earlier process; `train s` is its one "
-             "train() call, code generation and compiling included. JAX: `train s` is lower().compile() and "
-             "the epoch. Medians of the repetitions.", "",
-             "| d | graphdsl whole process s | graphdsl train s | vs d = 2 | JAX whole process s | JAX train s | "
-             "graphdsl / JAX (whole) | final loss (graphdsl, JAX) |", "|---|---|---|---|---|---|---|---|"]
+             "train() call: with the loop compiled (engine=\"numba\"), code generation and compiling included, "
+             "and with the default engine, which interprets a run it estimates quicker uncompiled "
+             "(docs/training.md). JAX: `train s` is lower().compile() and the epoch. Medians of the repetitions.", "",
+             "| d | compiled: whole process s | compiled: train s | vs d = 2 | default engine: whole process s | "
+             "default engine: train s | JAX whole process s | JAX train s | default engine / JAX (whole) | "
+             "final loss (compiled, default, JAX) |", "|---|---|---|---|---|---|---|---|---|---|"]
     ok = True
     for key in keys:
-        loss = [results[(key, p)][-1][1]["loss"] for p in ("graphdsl", "jax-loop")]
-        ok = ok and abs(loss[0] - loss[1]) <= 1e-7 * abs(loss[1])
-        lines.append(f"| {key[1:]} | {med(key, 'graphdsl', lambda w, i: w):.3g} | {train(key, 'graphdsl'):.3g} | "
-                     f"{train(key, 'graphdsl') / train(keys[0], 'graphdsl'):.2f}x | "
-                     f"{med(key, 'jax-loop', lambda w, i: w):.3g} | {train(key, 'jax-loop'):.3g} | "
-                     f"{med(key, 'graphdsl', lambda w, i: w) / med(key, 'jax-loop', lambda w, i: w):.2f}x | "
-                     f"{loss[0]:.12g}, {loss[1]:.12g} |")
+        loss = [results[(key, p)][-1][1]["loss"] for p in peers]
+        ok = ok and all(abs(x - loss[-1]) <= 1e-7 * abs(loss[-1]) for x in loss)
+        g, a, j = peers
+        lines.append(f"| {key[1:]} | {whole(key, g):.3g} | {train(key, g):.3g} | "
+                     f"{train(key, g) / train(keys[0], g):.2f}x | {whole(key, a):.3g} | {train(key, a):.3g} | "
+                     f"{whole(key, j):.3g} | {train(key, j):.3g} | {whole(key, a) / whole(key, j):.2f}x | "
+                     f"{', '.join(f'{x:.12g}' for x in loss)} |")
     return "\n".join(lines + ["", f"runs: {args.reps or (2 if args.quick else 3)} each", ""]), ok
 
 

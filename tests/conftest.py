@@ -36,3 +36,14 @@ def expected(clean):
 def filled(clean, tmp_path):
     """A copy of the clean cache to damage or plant files in (copy2 keeps the mtimes Numba's index checks)."""
     return Path(shutil.copytree(clean[0], tmp_path / "cache"))
+
+
+@pytest.fixture(params=["compiled", "default"])
+def training_engine(request, monkeypatch):
+    """For the modules that check training against PyTorch, scikit-learn or a hand derivation:
+    each test runs with every train() compiled (as engine="numba" trains), then as the default
+    engine decides, which interprets the small runs most of these tests make."""
+    if request.param == "compiled":
+        from graphdsl.training import interpreted
+        monkeypatch.setattr(interpreted, "worth_interpreting", lambda trainer, steps: False)
+    return request.param

@@ -55,8 +55,9 @@ def torch_trained(params: dict, data: dict, batch: int, epochs: int, lr: float) 
     return {n: t.detach().numpy() for n, t in p.items()}
 
 
+@pytest.mark.usefixtures("training_engine")
 def test_minibatch_training_follows_pytorch_step_for_step():
-    """10 examples in batches of 4 (the last of 2) for 3 epochs: 9 steps of the compiled loop."""
+    """10 examples in batches of 4 (the last of 2) for 3 epochs: 9 steps."""
     model = graphdsl.compile(SPEC.format(batch=4))
     first = {n: v.copy() for n, v in model.params.items()}
     data = examples(10)
@@ -72,7 +73,7 @@ import numpy as np, graphdsl
 from numba.core.runtime import rtsys
 from tests.test_cnn import SPEC, examples
 
-model = graphdsl.compile(SPEC.format(batch={batch}))
+model = graphdsl.compile(SPEC.format(batch={batch}), engine="numba")
 model.train(data=examples(24), epochs=1)   # compiles; the loop's buffers are made in every call
 
 

@@ -225,8 +225,8 @@ def test_a_step_with_every_param_frozen_trains_nothing_and_reports_the_loss():
     """No param left to update: the step has no update at all (an empty plain-update branch was a
     syntax error), and the compiled loop's losses are the fixed network's."""
     model = graphdsl.compile("input x[2]\ntarget y\nparam w[2] = [0.5, -1]\nL = (w x - y)^2\n"
-                             "minimize L using sgd(lr=0.1), epochs=8, freeze=[w]")
+                             "minimize L using sgd(lr=0.1), epochs=8, freeze=[w]", engine="numba")
     xs, ys = np.random.default_rng(0).normal(size=(6, 2)), np.arange(6.0)
-    history = model.train({"x": xs, "y": ys})  # 48 steps: compiled, not interpreted
+    history = model.train({"x": xs, "y": ys})  # 48 steps, compiled
     np.testing.assert_array_equal(model.params["w"], [0.5, -1])
     np.testing.assert_allclose(history["loss"], [np.mean((xs @ [0.5, -1] - ys) ** 2)] * 8, rtol=1e-12)

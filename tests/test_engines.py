@@ -51,3 +51,89 @@ def test_one_jacobian_is_one_call_answered_by_one_engine():
     assert program.calls == 1 and "kernel" not in vars(program)
     z = np.full((6, 6), 0.1) @ np.arange(1.0, 7.0)
     np.testing.assert_allclose(got, (1 - np.tanh(z) ** 2)[:, None] * np.full((6, 6), 0.1), rtol=1e-13)
+
+
+# -- training: interpreted where the run's estimated work is small ----------------------------------
+
+# 40 epochs of 5 steps, far past a homework's 5: estimated at 0.07 s interpreted. Each test gives the hidden layer a width of its own, so that no other test's run has
+# compiled the same loop in this process.
+MLP = """\
+input x[4]
+target k
+param W[{hidden}, 4] = xavier(seed=1)
+param b[{hidden}] = zeros()
+param V[3, {hidden}] = xavier(seed=2)
+h = tanh(W x + b)
+L = softmax_ce(V h, k)
+data iris
+minimize L using sgd(lr=0.1, momentum=0.9), batch={batch}, epochs={epochs}
+"""
+
+
+def mlp(hidden: int, epochs: int = 40, batch: str = "30") -> str:
+    return MLP.format(hidden=hidden, epochs=epochs, batch=batch)
+
+
+def trains(text: str, **compile_kw) -> tuple:
+    """(the trained model, whether its loop compiled)."""
+    from graphdsl.training.trainer import Trainer
+
+    compiled, original = [], Trainer.compiled
+
+    def watched(self, tracing):
+        compiled.append(tracing)
+        return original(self, tracing)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Trainer, "compiled", watched)
+        model = graphdsl.compile(text, **compile_kw)
+        model.train()
+    return model, bool(compiled)
+
+
+@pytest.mark.parametrize("hidden, update", [(6, "uncompiled"), (7, "compiled")])
+def test_a_run_of_little_work_is_interpreted_and_ends_where_the_compiled_loop_does(hidden, update, monkeypatch,
+                                                                                   tmp_path):
+    """Interpreted on a fresh cache, with the momentum update uncompiled (200 steps x 51 or 59
+    params: under 1,000,000), or compiled where its py_func would take long (made so by shrinking
+    the limit); the compiled loop ends at the same weights."""
+    from graphdsl.training import interpreted
+
+    monkeypatch.setenv("GRAPHDSL_CACHE_DIR", str(tmp_path))
+    if update == "compiled":
+        monkeypatch.setattr(interpreted, "MOST_WORK", 1000)
+    model, compiled = trains(mlp(hidden))
+    assert not compiled, "200 steps of little work compiled their loop"
+    reference, compiled = trains(mlp(hidden), engine="numba")
+    assert compiled
+    for name, value in reference.params.items():
+        np.testing.assert_allclose(model.params[name], value, rtol=1e-12, err_msg=name)
+
+
+def test_a_run_takes_the_same_engine_whatever_the_cache_holds(monkeypatch, tmp_path):
+    """Interpreted on a fresh cache, and still after a run compiled its loop, in this process and in
+    another: the engine, and so every last digit, depends on the run alone."""
+    monkeypatch.setenv("GRAPHDSL_CACHE_DIR", str(tmp_path))
+    first, compiled = trains(mlp(8))
+    assert not compiled
+    assert trains(mlp(8), engine="numba")[1]
+    code = f"import graphdsl\ngraphdsl.compile({mlp(8)!r}, engine='numba').train()\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    again, compiled = trains(mlp(8), filename="again.nn")
+    assert not compiled
+    for name, value in first.params.items():
+        np.testing.assert_array_equal(again.params[name], value, err_msg=name)
+
+
+def test_a_run_of_much_work_compiles(monkeypatch, tmp_path):
+    from graphdsl.training import interpreted
+
+    monkeypatch.setenv("GRAPHDSL_CACHE_DIR", str(tmp_path))
+    assert not trains(mlp(10, epochs=1, batch="all"))[1]
+    monkeypatch.setattr(interpreted, "MOST_S", 0.0)  # every run is too much to interpret
+    assert trains(mlp(10, epochs=1, batch="all"))[1]
+    assert trains(mlp(11, epochs=1, batch="all"), engine="numba")[1]
+
+
+def test_a_float32_run_always_compiles():
+    assert trains(mlp(12, epochs=1, batch="all").replace("epochs=1", "epochs=1, dtype=float32"))[1]

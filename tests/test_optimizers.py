@@ -24,6 +24,9 @@ from graphdsl.cli import main
 from graphdsl.training.optimizers import OPTIMIZERS
 from graphdsl.training.schedules import SCHEDULES
 
+# every test twice: all runs compiled, then as the default engine picks (conftest.training_engine)
+pytestmark = pytest.mark.usefixtures("training_engine")
+
 X = np.array([[1, 2], [0.5, -1], [-1.5, 0.2], [2, 0.3], [0.1, 0.1]])
 Y = np.array([1, 0, 1, 0, 1.0])
 INIT = {"W": [[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]], "v": [0.5, -0.6, 0.3], "c": 0.1}

@@ -5,7 +5,6 @@ import pytest
 
 import graphdsl
 from graphdsl.backend import codegen, train_loop
-from graphdsl.training import interpreted
 from graphdsl.training.trainer import Trainer
 
 MLP = """\
@@ -56,11 +55,10 @@ def test_a_network_of_two_layers_keeps_every_nest_inline():
 
 
 @pytest.mark.parametrize("depth", [3, 5])
-def test_an_outlined_loop_trains_as_the_interpreter_does(depth, monkeypatch):
+def test_an_outlined_loop_trains_as_the_interpreter_does(depth):
     reference = graphdsl.compile(MLP, settings={"hidden": [8] * depth})
     history = reference.train(trace=True)                    # 4 steps: interpreted
-    monkeypatch.setattr(interpreted, "MOST_WORK", 0)
-    model = graphdsl.compile(MLP, settings={"hidden": [8] * depth})
+    model = graphdsl.compile(MLP, settings={"hidden": [8] * depth}, engine="numba")
     compiled = model.train(trace=True)                        # the jitted loop, nests outlined
     np.testing.assert_allclose(compiled.trace, history.trace, rtol=1e-11, atol=1e-14)
     for name, value in reference.params.items():
@@ -88,15 +86,14 @@ def layered_spec(widths: list, acts: list, optimizer: str, batch: str) -> str:
     ([4, 4, 4, 4, 4, 4, 4], ["tanh", "relu"] * 3 + ["tanh"], "adam(lr=0.05)", "2"),  # a run of pairs
     ([3, 3, 3, 3, 3, 3], ["sigmoid"] * 6, "sgd(lr=1.0)", "all"),
 ])
-def test_rolled_layers_of_mixed_shapes_train_as_the_interpreter_does(widths, acts, optimizer, batch, monkeypatch):
+def test_rolled_layers_of_mixed_shapes_train_as_the_interpreter_does(widths, acts, optimizer, batch):
     """Networks whose runs of alike layers sit among layers of other widths and activations, plain
     (fused into the products), momentum and Adam, minibatch and full batch: the compiled loop, its
     runs rolled into loops, ends at the interpreter's weights."""
     text = layered_spec(widths, acts, optimizer, batch)
     reference = graphdsl.compile(text, filename="reference.nn")
     reference.train()                                              # 4 steps: interpreted
-    monkeypatch.setattr(interpreted, "MOST_WORK", 0)
-    model = graphdsl.compile(text, filename="compiled.nn")
+    model = graphdsl.compile(text, filename="compiled.nn", engine="numba")
     model.train()                                                  # the jitted loop
     assert "for layer in range(" in codegen.module([train_loop.train_loop(Trainer(model, model.spec.training).plan)],
                                                     "float64"), "nothing rolled: the case tests nothing"

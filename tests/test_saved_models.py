@@ -22,6 +22,9 @@ from graphdsl.errors import DataError
 from graphdsl.training import trainer
 from graphdsl.training.trainer import Trainer
 
+# every test twice: all runs compiled, then as the default engine picks (conftest.training_engine)
+pytestmark = pytest.mark.usefixtures("training_engine")
+
 W = np.array([[1.0, -1.0], [0.5, 2.0], [-1.0, 0.25]])
 B = np.array([0.1, 0.0, -0.1])
 SOFTMAX = """

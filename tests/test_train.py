@@ -30,6 +30,9 @@ from graphdsl.cli import main
 from graphdsl.training.plan import data_leaves, make_plan
 from graphdsl.training.trainer import TrainingError
 
+# every test twice: all runs compiled, then as the default engine picks (conftest.training_engine)
+pytestmark = pytest.mark.usefixtures("training_engine")
+
 ROOT = Path(__file__).resolve().parent.parent
 RTOL = 1e-12
 
@@ -253,7 +256,7 @@ def test_a_spec_compiled_again_shares_what_was_built_but_not_its_params():
     assert xor(seed=1).spec is not first.spec
 
 
-def test_models_of_one_spec_training_in_two_threads_build_its_loop_once(monkeypatch):
+def test_models_of_one_spec_training_in_two_threads_build_its_loop_once(monkeypatch, training_engine):
     """The second thread waits for the first one's loop instead of generating it again."""
     built, real = [], loopgen.train_loop
 
@@ -262,8 +265,8 @@ def test_models_of_one_spec_training_in_two_threads_build_its_loop_once(monkeypa
         time.sleep(0.2)  # long enough for the other thread to ask for the loop meanwhile
         return real(*args, **kwargs)
     monkeypatch.setattr(loopgen, "train_loop", slow_train_loop)
-    text = XOR + "# trained in two threads\n"
-    models = [graphdsl.compile(text) for _ in range(2)]
+    text = XOR + f"# trained in two threads ({training_engine})\n"  # no loop built by the other run
+    models = [graphdsl.compile(text, engine="numba") for _ in range(2)]
     threads = [threading.Thread(target=m.train, kwargs=dict(MB, epochs=2)) for m in models]
     for t in threads:
         t.start()

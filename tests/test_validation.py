@@ -15,6 +15,9 @@ import graphdsl
 from graphdsl import DataError
 from graphdsl.cli import main
 
+# every test twice: all runs compiled, then as the default engine picks (conftest.training_engine)
+pytestmark = pytest.mark.usefixtures("training_engine")
+
 RNG = np.random.default_rng(0)
 # Training examples on y = 2x + 0.5, validation ones on y = x + 0.5: fitting the first, the
 # validation loss falls to a best epoch (4), then rises.
@@ -114,7 +117,7 @@ def test_a_resumed_run_stops_as_an_uninterrupted_one(line, tmp_path):
     whole = graphdsl.load(spec)
     whole.train()
     first = graphdsl.load(spec)
-    # epoch 4 is the best so far, 5 and 6 worse (6 steps: compiled, as the whole run is)
+    # epoch 4 is the best so far, 5 and 6 worse
     first.train(epochs=6, checkpoint=str(tmp_path / "c.npz"))
     resumed = graphdsl.load(spec)
     history = resumed.train(resume=str(tmp_path / "c.npz"))

@@ -1,10 +1,12 @@
-"""One-shot training: a run too short to repay compiling (a homework's step or two) runs its step
-graph in the NumPy interpreter instead of the jitted loop, and the optimizer's update as Python.
+"""Training uncompiled: a run whose work is small (a homework's step or two, an epoch of a small
+network) runs its step graph in the NumPy interpreter instead of the jitted loop, which would take
+Numba a second or more to compile before its first step.
 
 It keeps the loop's contract exactly (backend/train_loop.py): the same step graph, examples in
 the same order, the same checks before an update, the same log and trace rows, and the runtime's
-own learning-rate, clipping, update and counting functions, run uncompiled (`py_func`). Only the
-summation order inside a product (or a norm) may differ, in the last bits."""
+own learning-rate, clipping, update and counting functions (the update uncompiled, `py_func`,
+where it is small enough that compiling it would take longer). Only the summation order inside a
+product (or a norm) may differ, in the last bits."""
 from __future__ import annotations
 
 import math
@@ -13,17 +15,38 @@ import numpy as np
 
 from graphdsl.backend.runtime import step as T
 from graphdsl.backend.train_loop import slots
+from graphdsl.ir.ops import OPS
 from graphdsl.training.evaluate import hits
 from graphdsl.training.examples import orders
 from graphdsl.transforms.interpret import evaluate
 
 MOST_WORK = 1_000_000  # steps x param entries: a Python update loop stays under about a second
+# The default engine interprets a run whose estimated time (step_seconds) is at most MOST_S: compiling
+# its loop takes Numba 1.5 s or more, and loading it compiled by an earlier run 0.2 s or more. The
+# estimate errs long (the bench workloads' steps ran 1.5 to 4.6 times quicker), and depends on the run alone,
+# never on what the cache holds, so a run takes one engine, and one result, every time.
+MOST_S = 0.5
+NODE_S, ENTRY_S, MULT_S = 10e-6, 5e-9, 0.1e-9  # seconds an interpreted step spends per node, entry, multiplication
 
 
 def worth_interpreting(trainer, steps: int) -> bool:
-    """Whether a run of `steps` steps is answered faster uncompiled: few steps of a float64 loop."""
-    size = sum(math.prod(trainer.model.params[n].shape) for n in trainer.params)
-    return trainer.dtype == np.float64 and steps * max(size, 1) <= MOST_WORK
+    """Whether a run of `steps` steps is answered uncompiled: never for a float32 loop (the
+    interpreter computes in float64) or on the "numba" engine; otherwise where its estimated time
+    is below what compiling the loop would cost."""
+    if trainer.dtype != np.float64 or trainer.model.engine == "numba":
+        return False
+    return steps * step_seconds(trainer.plan) <= MOST_S
+
+
+def step_seconds(plan) -> float:
+    """An interpreted step's time, estimated from its step graph: a NumPy call a node, plus its
+    entries and multiplications."""
+    g = plan.graph
+    needed = g.ancestors(plan.outputs)
+    nodes = [n for n in g.nodes if n.id in needed and not n.is_leaf]
+    entries = sum(math.prod(n.shape) for n in nodes)
+    mults = sum(OPS[n.op].mults([g.nodes[a].shape for a in n.args], n.shape) for n in nodes)
+    return NODE_S * len(nodes) + ENTRY_S * entries + MULT_S * mults
 
 
 def run_chunk(trainer, theta, state, t0: int, first: int, count: int, trace_rows: int):
@@ -32,7 +55,9 @@ def run_chunk(trainer, theta, state, t0: int, first: int, count: int, trace_rows
     opts, plan = trainer.train.options, trainer.plan
     order = orders(trainer.n, opts["seed"], bool(opts["shuffle"]) and trainer.size < trainer.n, first, count)
     hyper, schedule, clip = trainer.controls()
-    update = getattr(T, plan.optimizer.function).py_func
+    update = getattr(T, plan.optimizer.function)
+    if count * trainer.steps_per_epoch * theta.size <= MOST_WORK:
+        update = update.py_func  # a compiled update would cost more to load (or compile) than it saves
     trace, log = np.zeros((trace_rows, plan.trace.width)), np.zeros((count, 3))
     leaves = dict(zip(plan.consts, trainer.arguments[1]))
     t, row = t0, 0

@@ -269,7 +269,7 @@ class Trainer:
         short = epochs * self.steps_per_epoch <= SHORT_RUN and self.train.options["every"] == 1 and not resume
         trace = True if short and trace is None else trace
         out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
-        self.interpreted = short and interpreted.worth_interpreting(self, epochs * self.steps_per_epoch)
+        self.interpreted = interpreted.worth_interpreting(self, (epochs - done) * self.steps_per_epoch)
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
         try:  # closes the outputs, and so releases their locks, however the run ends

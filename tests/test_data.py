@@ -6,7 +6,6 @@ bytes, scikit-learn and NumPy directly), never from the loader itself.
 import gzip
 import struct
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -90,23 +90,55 @@ def trains(text: str, **compile_kw) -> tuple:
     return model, bool(compiled)
 
 
-@pytest.mark.parametrize("hidden, update", [(6, "uncompiled"), (7, "compiled")])
+@pytest.mark.parametrize("hidden, update", [(6, "Python"), (7, "compiled")])
 def test_a_run_of_little_work_is_interpreted_and_ends_where_the_compiled_loop_does(hidden, update, monkeypatch,
                                                                                    tmp_path):
-    """Interpreted on a fresh cache, with the momentum update uncompiled (200 steps x 51 or 59
-    params: under 1,000,000), or compiled where its py_func would take long (made so by shrinking
-    the limit); the compiled loop ends at the same weights."""
+    """Interpreted on a fresh cache, with the momentum update as Python (200 steps x 51 or 59
+    params: under 300,000), or compiled where the run's steps x params are more (made so by
+    shrinking the limit): every step's update one way; the compiled loop ends at the same weights."""
+    from graphdsl.backend.runtime import step
     from graphdsl.training import interpreted
 
+    calls = []
+
+    class Watched:  # T.sgd, counting the calls of its compiled and its Python form
+        py_func = staticmethod(lambda *a: calls.append("Python") or real.py_func(*a))
+
+        def __call__(self, *a):
+            calls.append("compiled")
+            return real(*a)
+    real = step.sgd
     monkeypatch.setenv("GRAPHDSL_CACHE_DIR", str(tmp_path))
     if update == "compiled":
         monkeypatch.setattr(interpreted, "MOST_WORK", 1000)
+    monkeypatch.setattr(step, "sgd", Watched())
     model, compiled = trains(mlp(hidden))
     assert not compiled, "200 steps of little work compiled their loop"
+    assert calls == [update] * 200
+    monkeypatch.setattr(step, "sgd", real)
     reference, compiled = trains(mlp(hidden), engine="numba")
     assert compiled
     for name, value in reference.params.items():
         np.testing.assert_allclose(model.params[name], value, rtol=1e-12, err_msg=name)
+
+
+def test_a_resumed_run_takes_the_engine_of_the_whole_run(tmp_path):
+    """3,000 steps compile (estimated at 1.4 s interpreted); stopped 2 epochs short and resumed,
+    the last 10 steps compile too, and the weights are the uninterrupted run's to the last bit."""
+    text = mlp(13, epochs=600)
+    whole, compiled = trains(text)
+    assert compiled
+    cut = graphdsl.compile(text)
+    cut.train(epochs=598, checkpoint=str(tmp_path / "c.npz"))
+    resumed = graphdsl.compile(text)
+    from graphdsl.training.trainer import Trainer
+    with pytest.MonkeyPatch.context() as mp:
+        ran = []
+        mp.setattr(Trainer, "compiled", lambda self, tracing, real=Trainer.compiled: ran.append(1) or real(self, tracing))
+        resumed.train(resume=str(tmp_path / "c.npz"))
+    assert ran, "the resumed 10 steps were interpreted"
+    for name, value in whole.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value, err_msg=name)
 
 
 def test_a_run_takes_the_same_engine_whatever_the_cache_holds(monkeypatch, tmp_path):

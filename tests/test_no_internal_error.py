@@ -68,15 +68,16 @@ TYPED = ["0", "-1", "0.5", "2", "1e300", "9223372036854775807", "1e19", "nan", "
 OPTIONS = ["batch", "every", "seed", "shuffle", "validation", "reduce", "lr", "momentum", "weight_decay"]
 
 
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
 @settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(st.dictionaries(st.sampled_from(OPTIONS), st.sampled_from(TYPED), max_size=3))
 @example({"every": "1e300"})  # numba could not type the loop's argument
 @example({"batch": "1e19", "seed": "1e300"})
-def test_fuzzed_options_never_reach_an_internal_error(options):
-    """`--engine numba` compiles the run, so batch=1 over 3 epochs of 2 examples reaches the
-    compiled loop with every option as typed (the default engine interprets a run this small)."""
+def test_fuzzed_options_never_reach_an_internal_error(engine, options):
+    """batch=1 over 3 epochs of 2 examples with every option as typed: `--engine numba` compiles
+    the run's loop, the default (numpy) interprets a run this small."""
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "net.nn").write_text(NET + "data x = [[0.5, 1], [1, 2]], k = [0, 2]\n")
         sets = [item for name, value in {"epochs": "3", "batch": "1", **options}.items()
                 for item in ("--set", f"{name}={value}")]
-        ran(["run", "--engine", "numba", str(Path(folder) / "net.nn"), *sets])
+        ran(["run", "--engine", engine, str(Path(folder) / "net.nn"), *sets])

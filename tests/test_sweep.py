@@ -115,7 +115,7 @@ def counted_run(cluster, tmp_path_factory):
         return out, client.run(counts)
 
 
-# These two run first: the count needs a graph no process has compiled yet.
+# This runs first: the count needs a graph no process has compiled yet.
 def test_each_worker_compiles_the_graph_at_most_once(counted_run):
     out, found = counted_run
     assert {r["status"] for r in read(out)} == {"ok"}

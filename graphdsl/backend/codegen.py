@@ -262,8 +262,8 @@ def body(graph: Graph, outputs, homes: dict | None = None, fixed: dict | None = 
     placed = dict(fixed or {})  # node id -> the axes of the memory of an array made once
     for node in computed:
         made, code = node_code(graph, node, fused, flat)
-        if node.id in homes:
-            made = [Made(var(node.id), homes[node.id], len(node.shape))]
+        if node.id in homes:  # its buffer made elsewhere; a scratch buffer it works in stays
+            made = [Made(var(node.id), homes[node.id], len(node.shape))] + [m for m in made if m.name != var(node.id)]
         if any(m.name == var(node.id) for m in made):
             placed[node.id] = len(node.shape)
         elif (fixed is not None and node.shape != () and OPS[node.op].view is not None

@@ -20,22 +20,35 @@ from graphdsl.training.evaluate import hits
 from graphdsl.training.examples import orders
 from graphdsl.transforms.interpret import evaluate
 
-MOST_WORK = 1_000_000  # steps x param entries: a Python update loop stays under about a second
-# The default engine interprets a run whose estimated time (step_seconds) is at most MOST_S: compiling
-# its loop takes Numba 1.5 s or more, and loading it compiled by an earlier run 0.2 s or more. The
-# estimate errs long (the bench workloads' steps ran 1.5 to 4.6 times quicker), and depends on the run alone,
-# never on what the cache holds, so a run takes one engine, and one result, every time.
-MOST_S = 0.5
+# The default engine interprets a run whose estimated time is at most MOST_S: compiling its loop
+# takes Numba 1.2 s or more (W1's, the smallest). The estimate errs long (the bench workloads' steps
+# ran 1.5 to 4.6 times quicker than step_seconds says) and reads the whole run alone, never the
+# cache or the clock, so a run, resumed or not, takes one engine and gives one result every time.
+MOST_S = 1.0
 NODE_S, ENTRY_S, MULT_S = 10e-6, 5e-9, 0.1e-9  # seconds an interpreted step spends per node, entry, multiplication
+# The optimizer's update runs as Python (its py_func, about 0.5 to 0.9 us a param entry) up to
+# MOST_WORK steps x entries; beyond, compiled, which costs about LOAD_S to load from Numba's cache.
+MOST_WORK, UPDATE_S, LOAD_S = 300_000, 1e-6, 0.3
 
 
 def worth_interpreting(trainer, steps: int) -> bool:
-    """Whether a run of `steps` steps is answered uncompiled: never for a float32 loop (the
-    interpreter computes in float64) or on the "numba" engine; otherwise where its estimated time
-    is below what compiling the loop would cost."""
+    """Whether a run of `steps` steps (the whole run's, resumed or not) is answered uncompiled:
+    never for a float32 loop (the interpreter computes in float64) or on the "numba" engine;
+    otherwise where its estimated time is below what compiling the loop would cost."""
     if trainer.dtype != np.float64 or trainer.model.engine == "numba":
         return False
-    return steps * step_seconds(trainer.plan) <= MOST_S
+    work = steps * param_entries(trainer)
+    update = work * UPDATE_S if work <= MOST_WORK else LOAD_S
+    return steps * step_seconds(trainer.plan) + update <= MOST_S
+
+
+def python_update(trainer, steps: int) -> bool:
+    """Whether the run's update runs as Python, decided once for the whole run."""
+    return steps * param_entries(trainer) <= MOST_WORK
+
+
+def param_entries(trainer) -> int:
+    return sum(math.prod(trainer.model.params[n].shape) for n in trainer.params)
 
 
 def step_seconds(plan) -> float:
@@ -56,8 +69,7 @@ def run_chunk(trainer, theta, state, t0: int, first: int, count: int, trace_rows
     order = orders(trainer.n, opts["seed"], bool(opts["shuffle"]) and trainer.size < trainer.n, first, count)
     hyper, schedule, clip = trainer.controls()
     update = getattr(T, plan.optimizer.function)
-    if count * trainer.steps_per_epoch * theta.size <= MOST_WORK:
-        update = update.py_func  # a compiled update would cost more to load (or compile) than it saves
+    update = update.py_func if trainer.python_update else update
     trace, log = np.zeros((trace_rows, plan.trace.width)), np.zeros((count, 3))
     leaves = dict(zip(plan.consts, trainer.arguments[1]))
     t, row = t0, 0

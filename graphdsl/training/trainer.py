@@ -172,7 +172,7 @@ class Trainer:
                                        [spec.graph.names[t] for t in self.traced],
                                        [spec.graph.names[d] for d in self.deltas])
         self.dtype = np.dtype(train.options["dtype"])
-        self.interpreted = False  # run() decides, by the run's length
+        self.interpreted = self.python_update = False  # run() decides, by the run's estimated work
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
         self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
                           [loop_value(self.constant(c), self.dtype) for c in self.plan.consts])
@@ -216,7 +216,7 @@ class Trainer:
 
     def run_chunk(self, theta, state, t0: int, first: int, count: int, trace_rows: int):
         """Epochs first .. first+count-1; returns (steps done, trace rows, log rows, failed, the
-        epochs' example order). A run too short to repay compiling is interpreted."""
+        epochs' example order). A run of little work is interpreted (interpreted.worth_interpreting)."""
         if self.interpreted:
             return interpreted.run_chunk(self, theta, state, t0, first, count, trace_rows)
         opts = self.train.options
@@ -269,7 +269,9 @@ class Trainer:
         short = epochs * self.steps_per_epoch <= SHORT_RUN and self.train.options["every"] == 1 and not resume
         trace = True if short and trace is None else trace
         out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
-        self.interpreted = interpreted.worth_interpreting(self, (epochs - done) * self.steps_per_epoch)
+        whole = epochs * self.steps_per_epoch  # the run's, resumed or not: it takes one engine either way
+        self.interpreted = interpreted.worth_interpreting(self, whole)
+        self.python_update = interpreted.python_update(self, whole)
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
         try:  # closes the outputs, and so releases their locks, however the run ends

@@ -3,9 +3,9 @@ gathering, the checks a step passes before it updates anything, the learning rat
 of a schedule, gradient-norm clipping, optimizer updates on the flat parameter
 vector, and accuracy counts.
 
-The interpreted short run (training/interpreted.py) calls the same functions
-uncompiled (`.py_func`), so none of those it calls may call another jitted
-function: that would compile it."""
+An interpreted training run (training/interpreted.py) calls the same functions
+uncompiled (`.py_func`; its update compiled where that is quicker), so none of
+those it calls may call another jitted function: that would compile it."""
 import math
 
 import numpy as np

@@ -18,7 +18,8 @@ and the front end `call` and `infix`.
 - batch(node, args, flags, size) -> Sym: the op on `size` examples at once, given its
   rewritten args and which of them hold examples (see batching.py); it raises Unbatchable
   where there is no rule
-- mults(arg_shapes, out_shape) -> the scalar multiplications of the forward computation
+- mults(arg_shapes, out_shape) -> the scalar multiplications the op computes (`summary` counts a
+  forward graph's, the interpreted training run's estimate a step's)
 - call: how a spec calls the op by name (a Call), or None where a spec cannot
 - infix: the operator symbol a spec writes it with (`+`), or None
 

@@ -15,9 +15,10 @@ the operand layouts graphdsl's loop reads), W5 a convolutional network on digits
 (specs/cnn_digits.nn's), `cold`: fresh
 processes, empty and warm caches, and `depth`: fresh processes to the end of the first epoch of an
 MLP of 2 to 16 hidden layers of one width (compile time against depth).
-Peers (bench/peers.py): graphdsl `model.train()`, PyTorch
-eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted (lax.fori_loop), JAX
-with a jitted step, NumPy by hand (dense networks only).
+Peers (bench/peers.py): graphdsl `model.train()` with its loop compiled (engine="numba"; also
+with BLAS on 1 or 2 threads, and, in `depth`, with the default engine, which interprets a run of
+little work), PyTorch eager (os.cpu_count() threads, and 1 thread), JAX with the whole loop jitted
+(lax.fori_loop), JAX with a jitted step, NumPy by hand (dense networks only).
 
 Each repetition runs every peer once, in a rotated order (round-robin), so that a noisy machine
 slows all of them alike, and each after a pause in which the last peer's idle threads stop

@@ -37,8 +37,7 @@ def worth_interpreting(trainer, steps: int) -> bool:
     otherwise where its estimated time is below what compiling the loop would cost."""
     if trainer.dtype != np.float64 or trainer.model.engine == "numba":
         return False
-    work = steps * param_entries(trainer)
-    update = work * UPDATE_S if work <= MOST_WORK else LOAD_S
+    update = steps * param_entries(trainer) * UPDATE_S if python_update(trainer, steps) else LOAD_S
     return steps * step_seconds(trainer.plan) + update <= MOST_S
 
 

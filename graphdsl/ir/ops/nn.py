@@ -8,7 +8,7 @@ from functools import reduce
 
 import numpy as np
 
-from graphdsl.backend.loops import VECTOR_MIN, entry, index, ivars, nest
+from graphdsl.backend.loops import entry, index, ivars, math_module, nest
 from graphdsl.errors import CLASS_INDEX_PROBLEM, ClassIndexError
 from graphdsl.ir.shapes import ShapeError, fmt_shape, plural
 from graphdsl.ir.ops.batching import Unbatchable, per_row, unbatchable
@@ -47,9 +47,9 @@ register("log_softmax", doc="x - logsumexp(x) over the last axis, computed stabl
 
 def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch: str | None = None) -> list:
     """Each row's largest entry, then the log of the sum of e^(x - largest), for stability. With a
-    scratch buffer (a row block of VECTOR_MIN entries or more) the e^(x - largest) are taken in one
-    flat pass, which LLVM vectorises (W2's 150 rows of 3: 1.5 against 3.0 us); without, one
-    number at a time from libm, which is quicker there than vecmath."""
+    scratch buffer (an input big enough for vecmath, loops.math_module) the e^(x - largest) are
+    taken in one flat pass, which LLVM vectorises (W2's 150 rows of 3: 1.5 against 3.0 us);
+    without, one number at a time from libm, which is quicker there than vecmath."""
     (s,) = in_shapes
     idx = ", ".join(ivars(len(s)))
     x = f"{args[0]}[{idx}]"
@@ -68,7 +68,7 @@ def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch:
 
 def exp_room(in_shapes: list) -> tuple | None:
     """logsumexp's scratch: the shifted entries, where there are enough to vectorise."""
-    return in_shapes[0] if math.prod(in_shapes[0]) >= VECTOR_MIN else None
+    return in_shapes[0] if math_module(in_shapes[0]) == "M" else None
 
 
 register("logsumexp", doc="log(sum(e^x)) over the last axis, max-shifted for stability",

@@ -487,13 +487,16 @@ def _csv(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
         for no, line in numbered:
             if line.count('"') % 2:
                 raise _open_quote(label, no, line)
-    if numbered and _is_header(label, *numbered[0]):
+    header = numbered[0] if numbered and _is_header(label, *numbered[0]) else None
+    if header:
         numbered = numbered[1:]
     if not numbered:
         raise DataError(f"{label}: no examples (the file has no data rows)")
     line_no = [no for no, _ in numbered]
     rows = [line for _, line in numbered]
     sizes = _layout(label, line_no[0], rows[0], fields)
+    if header:
+        _check_header(label, *header, fields, sizes)
     table = _read_table(label, rows, line_no, fields, sum(sizes))
     pieces, start = [], 0
     for f, size in zip(fields, sizes):
@@ -601,6 +604,28 @@ def _cells(label: str, no: int, line: str) -> list[str]:
         return next(csv.reader([line]))
     except csv.Error as err:
         raise DataError(f"{label}, row {no}: cannot split the line into cells ({err})") from None
+
+
+# x, x2, x_2, x[2]: a cell naming a field; only x[2], graphdsl's own way of writing it, is taken
+# to number its entries from 0 (x1, x2 may count from 1)
+_NAMED = re.compile(r"\s*([A-Za-z_]\w*?)(?:\[(\d+)\]|_?\d+)?\s*")
+
+
+def _check_header(label: str, no: int, line: str, fields: list[Field], sizes: list[int]) -> None:
+    """Columns are read by position; a header cell that names one of the spec's fields (or an entry
+    of one) over another's column would be read as that other without a word, so it is refused."""
+    owner = [(f.name, k) for f, size in zip(fields, sizes) for k in range(size)]
+    names = {f.name for f in fields}
+    for column, (cell, (reads, entry)) in enumerate(zip(_cells(label, no, line), owner), 1):
+        named = _NAMED.fullmatch(cell)
+        if not named or named.group(1) not in names:
+            continue
+        index = named.group(2)
+        if named.group(1) != reads or (index is not None and int(index) != entry):
+            order = ", ".join(f"{f.name} ({size} column{'s' if size > 1 else ''})" for f, size in zip(fields, sizes))
+            raise DataError(f"{label}, row {no}, column {column}: the header names it {cell.strip()!r}, but columns "
+                            f"are read in the spec's order of declaration, {order}, so it would be read as "
+                            f"{reads}[{entry}]; put the columns in that order")
 
 
 def _is_header(label: str, no: int, line: str) -> bool:

@@ -71,7 +71,7 @@ def train_loop(plan, fuse: bool = False) -> str:
     steps, made = rolled(per_step + step + after, top + prologue)
     outside = [m for m in made if m.axes < 2]
     inside = [m for m in made if m.axes >= 2]
-    work = "".join(f"{m.name}, " for m in outside)  # a tuple
+    work = "".join(f"{m.name}, " for m in outside)  # a tuple: never empty, grad and ids are always made here
     lines = [*(f"{function}\n\n" for function in functions.values()),
              "def buffers(theta, size):", *(f"    {m.stmt}" for m in outside), f"    return ({work})", "", ""]
     lines += [JIT, f"def train({''.join(d + ', ' for d in data)}order, theta, state, hyper, schedule, clip, t0, "

@@ -31,7 +31,8 @@ def take(examples, ids, out):
     needs no pass of its own to measure it. A row's squares add up in its dtype, as quick as the
     copy alone (widening each float32 to float64 made the gather 1.6 times slower), raised by
     their rounding's bound so the check stays certain; a row whose sum overflows the dtype is
-    summed again in float64, so only a square that overflows it makes the norm inf."""
+    summed again in float64, so only a square that overflows it (or an entry not finite) makes
+    the norm inf or nan."""
     rows = examples.reshape((examples.shape[0], -1))
     flat = out.reshape((out.shape[0], -1))
     acc = 0.0

@@ -329,8 +329,10 @@ def run_chunks(self: Trainer, theta, state, progress: tuple, out, tracing: bool,
             best, meta = self.stopping.saved()
             records.save_weights(checkpoint, dict(self.model.params), {"optimizer": state, **best},
                                  {"step": t, "epoch": done, **meta})
+        # `took` includes the call's fixed cost, so it overstates an epoch's time and the next
+        # chunk runs about CHUNK_SECONDS at most: a run of fast epochs takes three calls
         took = time.perf_counter() - began
-        count = max(1, int(count * min(16.0, CHUNK_SECONDS / max(took, 1e-6)))) if not one_by_one else 1
+        count = max(1, int(count * CHUNK_SECONDS / max(took, 1e-6))) if not one_by_one else 1
     return t, done
 
 def non_finite(self: Trainer, order, steps: int, step: int, done: int) -> TrainingError:

@@ -145,7 +145,7 @@ def test_whole_numbers_and_words(tmp_path):
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--seeds", 2], "leave out --seeds"),
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--random", 2], "give --trials N"),
     (["--search", "tpe", "--trials", 3], "needs something to search"),
-    (["--search", "tpe", "--trials", 3, "--range", "h=1.2:1.8:int"], "holds no whole number"),
+    (["--search", "tpe", "--trials", 3, "--range", "h=1.2:1.8:int"], "runs between whole numbers"),
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--metric", "f1"], "--metric is one of"),
     (["--search", "tpe", "--trials", 3, "--range", "lr=0.01:1", "--metric", "val_loss", "--set", "validation=0"],
      "needs examples held out"),

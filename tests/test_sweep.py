@@ -1,6 +1,8 @@
 """Sweeps: a grid of trials, serially or on a real local Dask cluster, with the same rows either way."""
+import collections
 import csv
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -145,9 +147,18 @@ def test_values_and_ranges_parse():
             sweep.parse_values(bad)
     assert sweep.Range.parse("0.001:0.1:log") == sweep.Range(0.001, 0.1, log=True)
     assert sweep.Range.parse("8:64:int") == sweep.Range(8, 64, whole=True)
-    for bad in ("1", "2:1", "0:1:log", "1:2:cubic"):
+    for bad in ("1", "2:1", "0:1:log", "1:2:cubic", "1:3.5:int", "0.5:3:int:log"):
         with pytest.raises(sweep.DataError):
             sweep.Range.parse(bad)
+
+
+@pytest.mark.parametrize("text", ["1:4:int", "1:4:int:log"])
+def test_a_whole_range_draws_every_whole_number_in_it(text):
+    r, rng = sweep.Range.parse(text), np.random.default_rng(1)
+    counts = collections.Counter(r.draw(rng)[0] for _ in range(8000))
+    assert set(counts) == {1.0, 2.0, 3.0, 4.0}  # the ends included, nothing past them
+    if not r.log:  # uniform: a quarter each, the ends as likely as the middle
+        assert all(abs(c / 8000 - 0.25) < 0.02 for c in counts.values())
 
 
 def test_plan_crosses_grid_random_and_seeds_deterministically():

@@ -70,7 +70,7 @@ class Range:
 
     @classmethod
     def parse(cls, text: str) -> "Range":
-        """`LOW:HIGH`, then optionally `:log` (log-uniform) and `:int` (rounded to whole numbers)."""
+        """`LOW:HIGH`, then optionally `:log` (log-uniform) and `:int` (whole numbers LOW to HIGH)."""
         low, _, rest = text.partition(":")
         high, _, flags = rest.partition(":")
         flags = set(flags.split(":")) - {""}
@@ -81,14 +81,16 @@ class Range:
         if (flags - {"log", "int"} or not low < high or ("log" in flags and low <= 0)
                 or not math.isfinite(high - low)):
             raise DataError(f"`{text}` is not LOW:HIGH[:log][:int] with finite LOW < HIGH (and LOW > 0 for log)")
+        if "int" in flags and not (low.is_integer() and high.is_integer()):
+            raise DataError(f"`{text}`: an `:int` range runs between whole numbers, as in 8:64:int")
         return cls(low, high, "log" in flags, "int" in flags)
 
     def draw(self, rng) -> tuple:
-        if self.log:
-            x = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            x = rng.uniform(self.low, self.high)
-        return (float(round(x)) if self.whole else float(x),)
+        """A number in the range; with `:int`, a whole number LOW..HIGH drawn as Optuna draws one:
+        from the range widened by half a unit each way, rounded, so the ends are as likely as the rest."""
+        low, high = (self.low - 0.5, self.high + 0.5) if self.whole else (self.low, self.high)
+        x = math.exp(rng.uniform(math.log(low), math.log(high))) if self.log else rng.uniform(low, high)
+        return (float(min(max(math.floor(x + 0.5), self.low), self.high)) if self.whole else float(x),)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ def test_csv_header_is_skipped_and_trailing_blank_lines_ignored(tmp_path):
 
 
 @pytest.mark.parametrize("header", ["k,x0,x1,x2,x3", "x[1],x[0],x[2],x[3],k", "x,x,x,k,x", "x_0,x_1,k,x_2,x_3",
-                                    "a,b,c,d,x"])
+                                    "a,b,c,d,x", "x1,x0,x2,x3,k", "x0,x2,x1,x3,k", "x1,x2,x4,x3,k", "x0,x1,x2,x4,k",
+                                    "x2,x3,x4,x5,k"])
 def test_csv_header_naming_the_fields_in_another_order_is_refused(tmp_path, header):
     """Columns are read by position: a header that names the spec's fields (or x[i] entries) over
     other columns would be read silently wrong, so the file is refused at the cell, saying the order."""
@@ -67,11 +68,11 @@ def test_csv_header_naming_the_fields_in_another_order_is_refused(tmp_path, head
         load("d.csv", [X4, K3], base_dir=tmp_path)
 
 
-@pytest.mark.parametrize("header", ["x0,x1,x2,x3,k", "x1,x2,x3,x4,k", "x[0],x[1],x[2],x[3],k", "x,x,x,x,k",
-                                    "sepal,petal,a,b,species"])
+@pytest.mark.parametrize("header", ["x0,x1,x2,x3,k", "x1,x2,x3,x4,k", "x_1,x_2,x_3,x_4,k", "x[0],x[1],x[2],x[3],k",
+                                    "x,x,x,x,k", "sepal,petal,a,b,species", "x1,x2,a,b,k"])
 def test_csv_header_in_the_spec_order_or_of_other_names_reads_by_position(tmp_path, header):
-    """x1..x4 may count from 1, so only x[i] is taken as numbering entries from 0; names that are
-    not the spec's fields say nothing about the order."""
+    """x1..x4 may count from 1 (x[i] counts from 0); names that are not the spec's fields say
+    nothing about the order."""
     write(tmp_path, "d.csv", header + "\n1,2,3,4,0\n")
     np.testing.assert_array_equal(load("d.csv", [X4, K3], base_dir=tmp_path)["x"], [[1, 2, 3, 4]])
 

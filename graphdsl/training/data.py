@@ -608,20 +608,23 @@ def _cells(label: str, no: int, line: str) -> list[str]:
 
 # x, x2, x_2, x[2]: a cell naming a field; only x[2], graphdsl's own way of writing it, is taken
 # to number its entries from 0 (x1, x2 may count from 1)
-_NAMED = re.compile(r"\s*([A-Za-z_]\w*?)(?:\[(\d+)\]|_?\d+)?\s*")
+_NAMED = re.compile(r"\s*([A-Za-z_]\w*?)(?:\[(\d+)\]|_?(\d+))?\s*")
 
 
 def _check_header(label: str, no: int, line: str, fields: list[Field], sizes: list[int]) -> None:
     """Columns are read by position; a header cell that names one of the spec's fields (or an entry
-    of one) over another's column would be read as that other without a word, so it is refused."""
+    of one) over another's column would be read as that other without a word, so it is refused.
+    x[i] numbers entries from 0; x0, x_1, ... may count from 0 or from 1, but one way throughout."""
     owner = [(f.name, k) for f, size in zip(fields, sizes) for k in range(size)]
-    names = {f.name for f in fields}
+    names, counted = {f.name for f in fields}, {}  # a field's suffix numbers: from 0 or from 1
     for column, (cell, (reads, entry)) in enumerate(zip(_cells(label, no, line), owner), 1):
         named = _NAMED.fullmatch(cell)
         if not named or named.group(1) not in names:
             continue
-        index = named.group(2)
-        if named.group(1) != reads or (index is not None and int(index) != entry):
+        index, suffix = named.group(2), named.group(3)
+        start = None if suffix is None else counted.setdefault(reads, int(suffix) - entry)
+        if (named.group(1) != reads or (index is not None and int(index) != entry)
+                or (suffix is not None and (start not in (0, 1) or int(suffix) != entry + start))):
             order = ", ".join(f"{f.name} ({size} column{'s' if size > 1 else ''})" for f, size in zip(fields, sizes))
             raise DataError(f"{label}, row {no}, column {column}: the header names it {cell.strip()!r}, but columns "
                             f"are read in the spec's order of declaration, {order}, so it would be read as "

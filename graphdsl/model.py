@@ -197,17 +197,19 @@ class Model:
         after every chunk of epochs; resume: one to start from. threads: BLAS threads (by default the
         cores other processes leave free). on_epoch(epoch, metrics): returning True stops training.
         """
-        from graphdsl.training.trainer import Trainer, check_files, threads_limited
+        from graphdsl.training.trainer import Trainer, check_files, check_threads, threads_limited
 
         if self.spec.training is None:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
         train = self.spec.training.updated(changes)
         check_files(self, train, data, (trace, log, checkpoint, resume), on_epoch)
+        check_threads(threads)
         fitted_params(self)  # the trainer flattens them into the loop's one parameter vector
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
-        with claimed(self), threads_limited(threads):
-            return Trainer(self, train, data, shown, on_epoch).run(trace=trace, log=log, checkpoint=checkpoint,
-                                                         resume=resume, progress=progress)
+        with claimed(self):
+            trainer = Trainer(self, train, data, shown, on_epoch)
+            with threads_limited(threads, compiled=not trainer.interpreted):
+                return trainer.run(trace=trace, log=log, checkpoint=checkpoint, resume=resume, progress=progress)
 
     def predict(self, data, node: str | None = None, classes: bool = False) -> np.ndarray:
         """Values of `node` for every example in `data` (a path, "iris", a dict of input arrays, an array

@@ -216,6 +216,39 @@ def test_by_default_blas_leaves_the_cores_other_processes_keep_busy(monkeypatch,
     assert seen and all(threads == [1] * len(threads) for threads in seen)
 
 
+UNCOMPILED_THEN_COMPILED = """
+import sys
+from threadpoolctl import threadpool_info, threadpool_limits
+import graphdsl
+from graphdsl.training.trainer import threads_limited
+
+def threads():
+    return sorted(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+model = graphdsl.compile("input x\\ntarget y\\nparam w = 0.5\\nL = (w x - y)^2\\ndata x = [1, 2], y = [2, 4]\\n"
+                         "minimize L using sgd(lr=0.1), epochs=3\\n")
+model.train()
+assert model.params["w"] != 0.5 and "scipy.linalg" not in sys.modules, "an interpreted run loads SciPy's BLAS"
+with threadpool_limits(limits=2, user_api="blas"):
+    before = threads()
+    with threads_limited(1, compiled=False):
+        assert "scipy.linalg" not in sys.modules and threads() == [1] * len(before)
+        with threads_limited(None, compiled=True):  # joins, and so takes the first run's limit
+            assert "scipy.linalg" in sys.modules and len(threads()) > len(before)
+            assert threads() == [1] * len(threads()), threads()
+    assert threads() == [2] * len(threads()), threads()
+print("ok")
+"""
+
+
+def test_an_uncompiled_run_leaves_scipys_blas_unloaded_and_a_compiled_one_joining_limits_it():
+    """A homework's step spares SciPy's BLAS import (0.14 s of its 0.6); a compiled run starting
+    while it trains loads it and limits it as the first run limited NumPy's. A fresh process, in
+    which nothing has loaded SciPy."""
+    done = subprocess.run([sys.executable, "-c", UNCOMPILED_THEN_COMPILED], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_threads_running_elsewhere_sees_a_busy_process():
     """The count the default comes from, against a real spinning process (Linux only)."""
     if trainer.running_elsewhere() is None:

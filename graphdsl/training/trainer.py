@@ -8,6 +8,7 @@ saves checkpoints. A chunk runs for about CHUNK_SECONDS, long enough that calls 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -39,49 +40,67 @@ class TrainingError(Exception):
 
 
 @contextmanager
-def threads_limited(threads: int | None):
+def threads_limited(threads: int | None, compiled: bool = True):
     """BLAS's threads at most `threads` for the block (threadpoolctl), then as they were; by default
     (None) the cores other processes leave free (idle_cores). The generated loops are Numba's serial
     code, so BLAS's threads are all there are. The limit is the process's: while models train in
     several threads, the first to start sets it, the others train with it, and the last to end
-    puts BLAS back as it was (each restoring its own would leave the limit of whichever ended last)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                or threads < 1):
-        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+    puts BLAS back as it was (each restoring its own would leave the limit of whichever ended last).
+    A compiled run joining uncompiled ones extends their limit to its loop's BLAS (blas_pools)."""
     with BLAS_LIMIT["lock"]:
-        if not BLAS_LIMIT["runs"]:
-            BLAS_LIMIT["limiter"] = blas_limiter(threads)
+        first = not BLAS_LIMIT["runs"]
+        if first:
+            BLAS_LIMIT["threads"] = blas_threads(threads, blas_pools(compiled))
+        if first or (compiled and not BLAS_LIMIT["loops"]):
+            BLAS_LIMIT["loops"] = compiled or BLAS_LIMIT["loops"]
+            if BLAS_LIMIT["threads"] is not None:
+                BLAS_LIMIT["limiters"].append(blas_pools(compiled).limit(limits=BLAS_LIMIT["threads"]))
         BLAS_LIMIT["runs"] += 1
     try:
         yield
     finally:
         with BLAS_LIMIT["lock"]:
             BLAS_LIMIT["runs"] -= 1
-            if not BLAS_LIMIT["runs"] and BLAS_LIMIT["limiter"] is not None:
-                BLAS_LIMIT["limiter"].restore_original_limits()
-                BLAS_LIMIT["limiter"] = None
+            if not BLAS_LIMIT["runs"]:
+                for limiter in reversed(BLAS_LIMIT["limiters"]):
+                    limiter.restore_original_limits()
+                BLAS_LIMIT["limiters"].clear()
 
 
-BLAS_LIMIT = {"lock": threading.Lock(), "runs": 0, "limiter": None}  # the runs training now, and their limit
+# the runs training now, the threads they train BLAS with (None: as it is), its limiters, and
+# whether those cover the compiled loops' BLAS
+BLAS_LIMIT = {"lock": threading.Lock(), "runs": 0, "threads": None, "limiters": [], "loops": False}
 
 
-def blas_limiter(threads: int | None):
-    """BLAS limited to `threads` (by default the cores left free, never more than it has), as a
-    threadpoolctl limiter whose restore_original_limits() undoes it; None where nothing changes."""
-    pool = blas_pools()
-    if threads is None:
-        now = max((lib.num_threads for lib in pool.lib_controllers), default=1)
-        free = idle_cores() if now > 1 else now
-        threads = free if free < now else None  # fewer, never more, than were set
-    return None if threads is None else pool.limit(limits=int(threads))
+def check_threads(threads) -> None:
+    """train()'s `threads`: None or a whole number of at least 1; raises ValueError otherwise."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
+
+
+def blas_threads(threads: int | None, pool) -> int | None:
+    """The threads to limit BLAS to: `threads`, or by default the cores left free, never more than
+    it has; None where nothing changes."""
+    if threads is not None:
+        return int(threads)
+    now = max((lib.num_threads for lib in pool.lib_controllers), default=1)
+    free = idle_cores() if now > 1 else now
+    return free if free < now else None
+
+
+def blas_pools(compiled: bool = True):
+    """The BLAS libraries a run calls: NumPy's, and SciPy's, which the compiled loops call (loaded
+    here for them if it is not yet; an uncompiled run, a homework's, is spared its 0.14 s import)."""
+    if compiled:
+        import scipy.linalg.cython_blas  # noqa: F401
+    return loaded_pools("scipy.linalg.cython_blas" in sys.modules)
 
 
 @cache
-def blas_pools():
-    """NumPy's and SciPy's BLAS (the one the compiled loops call, loaded here if it is not yet),
-    found once: looking them up again cost each train() call a few milliseconds, a tenth of a small
-    network's whole run."""
-    import scipy.linalg.cython_blas  # noqa: F401
+def loaded_pools(with_scipy: bool):
+    """The BLAS libraries loaded, found once for each of the two states: looking them up again cost
+    each train() call a few milliseconds, a tenth of a small network's whole run."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
@@ -172,7 +191,9 @@ class Trainer:
                                        [spec.graph.names[t] for t in self.traced],
                                        [spec.graph.names[d] for d in self.deltas])
         self.dtype = np.dtype(train.options["dtype"])
-        self.interpreted = self.python_update = False  # run() decides, by the run's estimated work
+        whole = train.options["epochs"] * self.steps_per_epoch  # the run's, resumed or not: one engine either way
+        self.interpreted = interpreted.worth_interpreting(self, whole)
+        self.python_update = interpreted.python_update(self, whole)
         # what every chunk passes the loop unchanged: the examples of each data leaf, the constants
         self.arguments = ([self.fit[self.plan.graph.name_of(d)] for d in self.plan.data],
                           [loop_value(self.constant(c), self.dtype) for c in self.plan.consts])
@@ -269,9 +290,6 @@ class Trainer:
         short = epochs * self.steps_per_epoch <= SHORT_RUN and self.train.options["every"] == 1 and not resume
         trace = True if short and trace is None else trace
         out = Outputs(self, trace, log, progress, t, done, resume is not None, keep=short)
-        whole = epochs * self.steps_per_epoch  # the run's, resumed or not: it takes one engine either way
-        self.interpreted = interpreted.worth_interpreting(self, whole)
-        self.python_update = interpreted.python_update(self, whole)
         # code generation before Ctrl-C is deferred; Numba compiles at the first chunk's call, which
         # a Ctrl-C then waits for
         try:  # closes the outputs, and so releases their locks, however the run ends

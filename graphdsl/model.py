@@ -197,13 +197,12 @@ class Model:
         after every chunk of epochs; resume: one to start from. threads: BLAS threads (by default the
         cores other processes leave free). on_epoch(epoch, metrics): returning True stops training.
         """
-        from graphdsl.training.trainer import Trainer, check_files, check_threads, threads_limited
+        from graphdsl.training.trainer import Trainer, check_arguments, threads_limited
 
         if self.spec.training is None:
             raise DataError("this spec does not say what to minimize: add `minimize L using sgd(lr=0.1)`")
         train = self.spec.training.updated(changes)
-        check_files(self, train, data, (trace, log, checkpoint, resume), on_epoch)
-        check_threads(threads)
+        check_arguments(self, train, data, (trace, log, checkpoint, resume), on_epoch, threads)
         fitted_params(self)  # the trainer flattens them into the loop's one parameter vector
         shown = [n for r in self.spec.requests if r.kind == "show" for n in r.names]
         with claimed(self):

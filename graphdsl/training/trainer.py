@@ -72,13 +72,6 @@ def threads_limited(threads: int | None, compiled: bool = True):
 BLAS_LIMIT = {"lock": threading.Lock(), "runs": 0, "threads": None, "limiters": [], "loops": False}
 
 
-def check_threads(threads) -> None:
-    """train()'s `threads`: None or a whole number of at least 1; raises ValueError otherwise."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                or threads < 1):
-        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
-
-
 def blas_threads(threads: int | None, pool) -> int | None:
     """The threads to limit BLAS to: `threads`, or by default the cores left free, never more than
     it has; None where nothing changes."""
@@ -146,12 +139,15 @@ def thread_running(task: str) -> bool:
         return False
 
 
-def check_files(model, train: Training, data, paths: tuple, on_epoch) -> None:
-    """train()'s file arguments (trace, log, checkpoint, resume), before anything runs: paths (trace
-    may be True), none of them the spec, a data or validation file, or another output (checkpoint may
-    be resume's file); and on_epoch a function."""
+def check_arguments(model, train: Training, data, paths: tuple, on_epoch, threads) -> None:
+    """train()'s arguments, before anything runs: the files (trace, log, checkpoint, resume) paths
+    (trace may be True), none of them the spec, a data or validation file, or another output
+    (checkpoint may be resume's file); on_epoch a function; threads None or a whole number."""
     if on_epoch is not None and not callable(on_epoch):
         raise DataError(f"on_epoch is a function of (epoch, metrics), not {on_epoch!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or threads < 1):
+        raise ValueError(f"threads must be a whole number of at least 1, not {threads!r}")
     trace, log, checkpoint, resume = paths
     named = {"trace": None if trace is True else trace, "log": log, "checkpoint": checkpoint, "resume": resume}
     for name, value in named.items():

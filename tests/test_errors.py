@@ -217,3 +217,22 @@ def test_a_python_call_names_only_functions_graphdsl_has(expr, hint):
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile(f"input x = 1\ny = {expr}\n", engine="numpy")
     assert hint in str(info.value)
+
+
+@pytest.mark.parametrize("expr, hint", [("x\u00b2", "`x^2`"), ("x\u2081", "`x1` or `x_1`"), ("\u06f3 x", "digits as 0-9"),
+                                        ("\u0177", "`y_hat`"), ("x \u00b7 x", "side by side"), ("x \u2212 1", "`-`"),
+                                        ("x \u2013 1", "`-`"), ("x\u2019", "`'`"), ("\u00bd x", "`1/2`"),
+                                        ("x \u00f7 2", "`/`")])
+def test_a_whiteboard_symbol_is_located_with_its_spelling(expr, hint):
+    """Symbols copied from a homework sheet: the character named (never an empty quote) and the hint
+    its spelling in a spec."""
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input x = 2\ny = {expr}\n", filename="s.nn")
+    char = next(c for c in expr if ord(c) > 127)
+    assert str(info.value).startswith("s.nn:2:") and f"`{char}`" in str(info.value) and hint in str(info.value)
+
+
+def test_a_file_whose_lines_end_in_a_carriage_return_alone_says_so():
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile("input x = 2\rshow x\r", filename="s.nn")
+    assert "carriage return alone" in str(info.value) and "line endings" in str(info.value)

@@ -304,17 +304,44 @@ def _character_error(err: UnexpectedCharacters, text: str, hint: str | None) -> 
     dotted = _dotted_error(err, text)
     if dotted:
         return dotted
-    if err.char.isdigit() or err.char == ".":
+    if err.char in "0123456789.":
         word = re.match(r"[0-9.eE]*", text[err.pos_in_stream:]).group()
         return SpecError(f"`{word}` is not a number", Span(err.line, err.column, err.line, err.column + len(word)),
                          hint="a number has at most one decimal point, as in `1.25` or `2e-3`")
     if err.char == "[":
         return SpecError("only a name, a call or a bracket can be indexed", span,
                          hint="write the index directly after the name, as in `x[0]`")
+    if err.char == "\r":
+        return SpecError("a line ends in a carriage return alone (U+000D)", span,
+                         hint="save the file with Unix (\\n) or Windows (\\r\\n) line endings")
     if not err.char.isprintable():  # shown between backticks it would look like nothing
         return SpecError(f"unexpected invisible character U+{ord(err.char):04X}", span,
                          hint="delete it: a byte-order mark or zero-width space, as copied text can carry")
-    return SpecError(f"unexpected character `{err.char}`", span, hint=hint)
+    return SpecError(f"unexpected character `{err.char}`", span, hint=_written_instead(err.char) or hint)
+
+
+# What a whiteboard's or a word processor's symbols are written as in a spec.
+ASCII_FOR = {**dict.fromkeys("\u2212\u2013\u2014", "write a minus as `-`"),
+             **dict.fromkeys("\u00b7\u22c5\u00d7\u2217", "write a matrix product side by side (`W x`), or `*` "
+                                                           "for entry by entry"),
+             "\u00f7": "write a division as `/`", **dict.fromkeys("\u2019\u2032", "write a transpose as `'`"),
+             "\u03c3": "write the sigmoid as `sigmoid(z)`", "\u2211": "write a sum as `sum(x)`",
+             "\u00bd": "write a half as `1/2` or `0.5`"}
+
+
+def _written_instead(char: str) -> str | None:
+    """The hint for a character that is not graphdsl's but has a spelling in it."""
+    if char in ASCII_FOR:
+        return ASCII_FOR[char]
+    if char in "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b":
+        return "write a power with `^`, as in `x^2` or `x^-1`"
+    if char in "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089":
+        return "write a subscript as part of the name, as in `x1` or `x_1`"
+    if char.isdigit():
+        return "write digits as 0-9"
+    if char.isalpha():
+        return "names are ASCII letters, digits and `_`, as in `y_hat` or `sigma`"
+    return None
 
 
 def _closer_error(tok: Token, text: str) -> SpecError | None:

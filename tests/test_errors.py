@@ -236,3 +236,34 @@ def test_a_file_whose_lines_end_in_a_carriage_return_alone_says_so():
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile("input x = 2\rshow x\r", filename="s.nn")
     assert "carriage return alone" in str(info.value) and "line endings" in str(info.value)
+
+
+LISTED = "input x = 2\ninput y = 3\nparam W = [[1, 0], [0, 1]]\nz = {expr}\nshow z\n"
+
+
+@pytest.mark.parametrize("expr, readings", [
+    ("[0.5 -1]", "two entries, `0.5, -1`, or one, `0.5 - 1`"),
+    ("[[1 -1], [2 -3]]", "two entries, `1, -1`, or one, `1 - 1`"),
+    ("[x +2]", "two entries, `x, +2`, or one, `x + 2`"),
+    ("[x -1, 3]", "two entries, `x, -1`, or one, `x - 1`"),
+    ("[1; x -y]", "two entries, `x, -y`, or one, `x - y`"),
+    ("[x y]", "entries `[x, y]`, or their product"),
+    ("[1 x y]", "entries `[1, x, y]`, or their product"),
+    ("[-1 x]", "entries `[-1, x]`, or their product"),
+    ("[x (-1)]", "entries `[x, -1]`, or their product"),
+])
+def test_a_list_written_with_spaces_between_entries_is_refused_with_both_readings(expr, readings):
+    """A whiteboard's (or MATLAB's) row `[0.5 -1]` is a difference by the grammar: refused, not read
+    as one entry."""
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(LISTED.format(expr=expr), engine="numpy")
+    assert readings in str(info.value) and "separate entries with `,`" in str(info.value)
+
+
+@pytest.mark.parametrize("expr, want", [
+    ("[0.5, -1]", [0.5, -1]), ("[x - 1, 3]", [1, 3]), ("[x-1, 3]", [1, 3]), ("[2 x, 3 y]", [4, 9]),
+    ("[(x y)]", [6]), ("[sigmoid(0 x)]", [0.5]), ("[x, -y]", [2, -3]), ("[1; (x y)]", [1, 6]),
+])
+def test_a_list_whose_entries_are_plain_is_read_as_written(expr, want):
+    z = graphdsl.compile(LISTED.format(expr=expr), engine="numpy").forward()["z"]
+    np.testing.assert_array_equal(z, want)

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
-from graphdsl.frontend.readings import ELEMENTWISE_INFIX, check_shapes, check_written, oriented, product_warnings
+from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_list, check_shapes, check_written, oriented,
+                                        product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -163,6 +164,7 @@ class Expressions:
         if isinstance(e, (ast.Stack, ast.Concat)):
             op = "stack" if isinstance(e, ast.Stack) else "concat"
             args = [self.expr(i) for i in e.items]
+            check_list(self, e)
             return self.add(op, args, None, e.span, lambda: f"cannot build {self.snippet(e.span)}")
         if isinstance(e, ast.Call):
             return self.call(e)

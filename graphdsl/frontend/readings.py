@@ -110,6 +110,58 @@ def check_juxtaposition(e: ast.BinOp) -> None:
                         hint="separate the rows of a matrix with `,`, as in `[[1, 2], [3, 4]]`")
 
 
+def check_list(ex, e) -> None:
+    """A list's entries separated by spaces, as a whiteboard or MATLAB writes a row: `[0.5 -1]` is
+    a subtraction and `[1 m n]` a product by the grammar, but two or three entries to a reader.
+    Refused with both readings: a sign written against a value (`a -b`, `a +b`) in any list, and a
+    product side by side in a list of one entry, where no `,` shows what an entry is. Brackets of
+    their own, `[(a b)]`, say it is one."""
+    for item in e.items:
+        for part in unbracketed(item, ex.lines):
+            if isinstance(part, ast.BinOp) and part.op in "+-" and sign_against(part, ex.lines):
+                a, b = ex.spelled(part.left) or "a", ex.spelled(part.right) or "b"
+                raise SpecError(f"{ex.snippet(part.span)} in a list can be read two ways: two entries, "
+                                f"`{a}, {part.op}{b}`, or one, `{a} {part.op} {b}`", part.span,
+                                hint=f"separate entries with `,`; for the {'sum' if part.op == '+' else 'difference'}, "
+                                     f"put spaces on both sides of `{part.op}`")
+            if isinstance(part, ast.BinOp) and part.op == "juxt" and len(e.items) == 1:
+                whole = item if isinstance(item, ast.Neg) and item.operand is part else part  # `[-1 x]`
+                factors = [ex.spelled(f) or "..." for f in juxtaposed(part, ex.lines)]
+                factors[0] = "-" * (whole is not part) + factors[0]
+                raise SpecError(f"{ex.snippet(whole.span)} in a list can be read two ways: entries "
+                                f"`[{', '.join(factors)}]`, or their product, one entry", whole.span,
+                                hint=f"separate entries with `,`, or bracket the product: "
+                                     f"`[({ex.snippet(whole.span).strip('`')})]`")
+
+
+def unbracketed(e, lines: list):
+    """The sums, differences, products and negations an entry is written as, outside brackets of their
+    own (a call, an index or an inner list is one value)."""
+    if isinstance(e, ast.BinOp) and not bracketed(e.span, lines):
+        yield e
+        yield from unbracketed(e.left, lines)
+        yield from unbracketed(e.right, lines)
+    elif isinstance(e, ast.Neg) and not bracketed(e.span, lines):
+        yield from unbracketed(e.operand, lines)
+
+
+def juxtaposed(e: ast.BinOp, lines: list) -> list:
+    """The factors of a product side by side, `1 m n`, in order."""
+    left = e.left
+    head = juxtaposed(left, lines) if isinstance(left, ast.BinOp) and left.op == "juxt" and not bracketed(
+        left.span, lines) else [left]
+    return [*head, e.right]
+
+
+def sign_against(e: ast.BinOp, lines: list) -> bool:
+    """Whether `+` or `-` is written as a sign: a space before it and none after, `a -b`."""
+    if e.left.span.end_line != e.right.span.line:
+        return False
+    text = lines[e.right.span.line - 1]
+    between = text[e.left.span.end_col - 1:e.right.span.col - 1]
+    return between.rstrip(" \t") == between and between.strip() == e.op and between[:1].isspace()
+
+
 def bracketed(span: Span, lines: list) -> bool:
     """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
     what is inside, so the text before it ends with `(`."""

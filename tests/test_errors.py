@@ -267,3 +267,17 @@ def test_a_list_written_with_spaces_between_entries_is_refused_with_both_reading
 def test_a_list_whose_entries_are_plain_is_read_as_written(expr, want):
     z = graphdsl.compile(LISTED.format(expr=expr), engine="numpy").forward()["z"]
     np.testing.assert_array_equal(z, want)
+
+
+@pytest.mark.parametrize("defined, expr, reading", [("e1", "2e1", "`2 e1`"), ("E2", "3E2 + 1", "`3 E2`"),
+                                                    ("e", "2e-1", "`2 e - 1`"), ("e", "1e+3", "`1 e + 3`")])
+def test_a_number_in_scientific_notation_spelling_a_defined_name_is_refused(defined, expr, reading):
+    """`2x1` is 2 times x1, so `2e1` beside a name `e1` reads either way."""
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input {defined} = 0.5\nz = {expr}\nshow z\n", engine="numpy")
+    assert f"could be {reading}" in str(info.value)
+
+
+def test_a_number_in_scientific_notation_is_a_number_where_no_name_is_spelled():
+    z = graphdsl.compile("input e2 = 7\nz = 2e1 + 1e-3 e2 + 1.5E2\nshow z\n", engine="numpy").forward()["z"]
+    assert z == pytest.approx(20 + 0.007 + 150, rel=1e-15)

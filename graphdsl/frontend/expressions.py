@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
-from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_list, check_shapes, check_written, oriented,
-                                        product_warnings)
+from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_list, check_number, check_shapes, check_written,
+                                        oriented, product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -148,6 +148,7 @@ class Expressions:
 
     def build(self, e) -> int:
         if isinstance(e, ast.Num):
+            check_number(self, e)
             return self.graph.add("scalar", attrs={"value": e.value}, span=e.span)
         if isinstance(e, ast.Name):
             return self.lookup(e.id, e.span)

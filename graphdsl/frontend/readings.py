@@ -4,6 +4,8 @@ warned about. `ex` is the Expressions lowering the spec: its graph, the names th
 its lines, and how it quotes them."""
 from __future__ import annotations
 
+import re
+
 from graphdsl.errors import Span, SpecError, SpecWarning
 from graphdsl.frontend import ast
 from graphdsl.ir.shapes import fmt_shape
@@ -28,6 +30,25 @@ def check_written(ex, e: ast.BinOp) -> None:
         power = ex.spelled(e.right) or "x"
         raise SpecError("`e` is not defined, so `e^...` cannot be the exponential", e.left.span,
                         hint=f"write `exp({power})`, or define `e` if you mean a value of your own")
+
+
+SCIENTIFIC = re.compile(r"([0-9.]+)([eE])([+-]?)([0-9]+)")
+
+
+def check_number(ex, e: ast.Num) -> None:
+    """`2e1` is the number 20, but where the spec defines `e1` a reader may see 2 times e1 (`2x1`
+    is 2 times x1); `2e-1` likewise where it defines `e`. Refused there, with both readings."""
+    written = SCIENTIFIC.fullmatch(e.text)
+    if not written:
+        return
+    digits, letter, sign, power = written.groups()
+    name = letter if sign else letter + power
+    if name in ex.defined:
+        other = f"{digits} {letter} {sign} {power}" if sign else f"{digits} {name}"
+        raise SpecError(f"`{e.text}` is the number {e.value:g}, but the spec defines `{name}`, so it could be "
+                        f"`{other}`", e.span,
+                        hint=f"write `{other}` for the {'expression' if sign else 'product'}, "
+                             f"or `{e.value:g}` for the number")
 
 
 def check_shapes(ex, e: ast.BinOp, left: int, right: int) -> None:

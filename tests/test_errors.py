@@ -281,3 +281,22 @@ def test_a_number_in_scientific_notation_spelling_a_defined_name_is_refused(defi
 def test_a_number_in_scientific_notation_is_a_number_where_no_name_is_spelled():
     z = graphdsl.compile("input e2 = 7\nz = 2e1 + 1e-3 e2 + 1.5E2\nshow z\n", engine="numpy").forward()["z"]
     assert z == pytest.approx(20 + 0.007 + 150, rel=1e-15)
+
+
+CHAINED = "input x[2] = [1, 2]\ninput y[2] = [3, 4]\ninput a = 2\nparam W = [[1, 2], [3, 4]]\nq = {expr}\nshow q\n"
+
+
+@pytest.mark.parametrize("expr, readings", [("x y W", "`(x y) W` or `x (y W)`"), ("W x y", "`(W x) y` or `W (x y)`"),
+                                            ("x y x", "`(x y) x` or `x (y x)`"), ("a x y W", "`(a b) c` or `a (b c)`")])
+def test_two_vectors_side_by_side_among_three_factors_are_refused_with_both_groupings(expr, readings):
+    """`x y W` is (x y) W, a matrix, by the grammar; x (y W) is a number: a dot product moves."""
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(CHAINED.format(expr=expr), engine="numpy")
+    assert readings in str(info.value) and "brackets of the grouping" in str(info.value)
+
+
+@pytest.mark.parametrize("expr, want", [("x' W y", 61), ("x W y", 61), ("W W x", [27, 59]), ("a x y", 22),
+                                        ("x a y", 22), ("x (y W)", 59), ("(x y) W", [[11, 22], [33, 44]])])
+def test_products_side_by_side_that_group_alike_are_read_as_written(expr, want):
+    """x' W y = [7, 10] . [3, 4] = 61 either way; W W x = [[7, 10], [15, 22]] [1, 2]; scalars commute."""
+    np.testing.assert_array_equal(graphdsl.compile(CHAINED.format(expr=expr), engine="numpy").forward()["q"], want)

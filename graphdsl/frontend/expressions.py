@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
-from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_list, check_number, check_shapes, check_written,
-                                        oriented, product_warnings)
+from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_grouping, check_list, check_number, check_shapes,
+                                        check_written, oriented, product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -117,6 +117,7 @@ class Expressions:
         self.lines = lines
         self.calls: dict = {}  # node id -> (function, argument ids), for the nodes calls made
         self.warnings: list = []  # SpecWarnings, in the order met
+        self.built: dict = {}  # id() of an expression -> its node, while the expressions are checked
 
     def snippet(self, span: Span) -> str:
         if span.line != span.end_line or span.line > len(self.lines):
@@ -142,7 +143,7 @@ class Expressions:
             raise SpecError(f"{problem()}: {err}", span, hint=hint) from None
 
     def expr(self, e) -> int:
-        node = self.build(e)
+        node = self.built[id(e)] = self.build(e)
         check_size(self.graph.nodes[node].shape, self.snippet(e.span), e.span)
         return node
 
@@ -175,6 +176,8 @@ class Expressions:
         check_written(self, e)
         left, right = self.expr(e.left), self.expr(e.right)
         check_shapes(self, e, left, right)
+        if e.op == "juxt":
+            check_grouping(self, e)
         op = INFIX.get(e.op)
         if e.op == "juxt":
             scalar = not self.graph.nodes[left].shape or not self.graph.nodes[right].shape

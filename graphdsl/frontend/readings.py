@@ -72,6 +72,25 @@ def check_shapes(ex, e: ast.BinOp, left: int, right: int) -> None:
                              f"as in `{square} {square}` for the square")
 
 
+def check_grouping(ex, e: ast.BinOp) -> None:
+    """Products side by side group from the left, and matrix products may group either way; but two
+    vectors side by side make their dot product, a scalar that then scales the rest, so among three
+    or more vectors and matrices the grouping changes the result: `x y W` is (x y) W, a matrix,
+    where x (y W) is a number. Refused with both readings; scalars, which commute, do not count."""
+    factors = juxtaposed(e, ex.lines)
+    ranks = [len(ex.graph.nodes[ex.built[id(f)]].shape) for f in factors]
+    shaped = [r for r in ranks if r]
+    if len(shaped) < 3 or not any(a == b == 1 for a, b in zip(shaped, shaped[1:])):
+        return
+    readings = "as `(a b) c` or `a (b c)`"
+    if len(factors) == 3:
+        a, b, c = (ex.spelled(f, bracket=True) or "..." for f in factors)
+        readings = f"`({a} {b}) {c}` or `{a} ({b} {c})`"
+    raise SpecError(f"{ex.snippet(e.span)} multiplies vectors and matrices side by side, and two vectors next to "
+                    f"each other make their dot product, a scalar: the grouping changes the result, {readings}",
+                    e.span, hint="write the brackets of the grouping you mean")
+
+
 def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
     """A vector meeting a matrix entry by entry goes along each row where its length is the
     matrix's width, as in NumPy, and down each column where it is the height (examples as

@@ -531,6 +531,24 @@ def test_case_numba_engine(name):
     check_gradients(BY_NAME[name], graphdsl.compile(BY_NAME[name].spec(), engine="numba").grad(**values))
 
 
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+def test_softmax_ce_keeps_a_small_loss_accurate_at_large_scores(engine):
+    """Scores near -5000 whose right class leads by 20: each row's loss is log(1 + e^-20 + ...), about
+    2e-9, which logsumexp(z) - z[k] computed to 4 digits. Against PyTorch's cross_entropy, to
+    12 digits, with class indices and one-hot rows, for a row (3 scores) and a batch (4 x 3:
+    enough for the vectorised pass)."""
+    Z = np.array([[-5000.0, -5020.0, -5030.0], [-5025.0, -5005.0, -5040.0], [7990.0, 7970.0, 8010.0],
+                  [3e4, 3e4 - 25.0, 3e4 - 21.0]])
+    k = Z.argmax(axis=1).astype(np.float64)
+    spec = ("input Z[4, 3]\ninput z[3]\ntarget k[4]\ntarget T[4, 3]\ntarget c\n"
+            "a = softmax_ce(Z, k)\nb = softmax_ce(Z, T)\nd = softmax_ce(z, c)\nshow a, b, d\n")
+    got = graphdsl.compile(spec, engine=engine).forward(Z=Z, z=Z[1], k=k, T=np.eye(3)[k.astype(int)], c=k[1])
+    rows = F.cross_entropy(torch.tensor(Z), torch.tensor(k).long(), reduction="none")
+    assert 1e-10 < rows.min() and rows.max() < 1e-8  # the losses are as small as intended
+    for name, want in (("a", rows.mean()), ("b", rows.mean()), ("d", rows[1])):
+        np.testing.assert_allclose(got[name], want.item(), rtol=1e-12, atol=0, err_msg=name)
+
+
 # -- coverage: every function, operator and op has a gradient test ------------
 
 def test_cases_cover_language():

@@ -248,8 +248,15 @@ PROBES = {
     "softmax": [Probe((r(4),), T(lambda x: x.softmax(-1))), Probe((r(2, 3),), T(lambda x: x.softmax(-1))),
                 Probe((r(2, 2, 3),), T(lambda x: x.softmax(-1))),
                 Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.softmax(-1)), smooth=False)],
+    # the largest score's entry is a small number (-log(1 + e^-20) = -2.06e-9) after large shifts: to
+    # atol 1e-14 only where the log of the sum is subtracted from the shifted scores, not from x;
+    # 8 entries or more (r(3, 4), the second row pair) go through a scratch buffer, as logsumexp's do
     "log_softmax": [Probe((r(4),), T(lambda x: x.log_softmax(-1))), Probe((r(2, 3),), T(lambda x: x.log_softmax(-1))),
-                    Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.log_softmax(-1)), smooth=False)],
+                    Probe((r(3, 4),), T(lambda x: x.log_softmax(-1))),
+                    Probe((np.array([1000.0, 1001.0, 1002.0]),), T(lambda x: x.log_softmax(-1)), smooth=False),
+                    Probe((np.array([-5000.0, -5020.0]),), T(lambda x: x.log_softmax(-1)), smooth=False),
+                    Probe((np.array([[-5000.0, -5020.0, -5030.0, -5025.0], [8000.0, 7980.0, 7975.0, 7990.0]]),),
+                          T(lambda x: x.log_softmax(-1)), smooth=False)],
     # 8 entries or more are shifted and exponentiated in a scratch buffer (r(3, 4), r(10), r(2, 2, 3), the rows
     # of large numbers); fewer in the row loop (r(4))
     "logsumexp": [Probe((r(4),), T(lambda x: x.logsumexp(-1))), Probe((r(3, 4),), T(lambda x: x.logsumexp(-1))),

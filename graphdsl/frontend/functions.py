@@ -158,7 +158,7 @@ def softmax_ce(z, t, reduce="mean"):
         classes = z.shape[-1]
         if literal.op == "scalar" and literal.kw["value"] not in range(classes):
             raise ShapeError(f"class index {literal.kw['value']:g} is not a whole number from 0 to {classes - 1}")
-        per_row = z.op("logsumexp") - z.op("pick", t)
+        per_row = -z.op("log_softmax").op("pick", t)  # not logsumexp(z) - z[k], which cancels
     else:
         index = "a class index (a scalar)" if len(z.shape) == 1 else f"class indices {fmt_shape(z.shape[:-1])}"
         onehot = "a one-hot vector" if len(z.shape) == 1 else "one-hot rows"

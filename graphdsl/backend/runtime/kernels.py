@@ -18,16 +18,6 @@ def _rows(x):
 
 
 @njit(cache=True)
-def log_softmax(x):
-    rows = _rows(x)
-    out = np.empty_like(rows)
-    for r in range(rows.shape[0]):
-        m = rows[r].max()
-        out[r] = rows[r] - (m + np.log(np.sum(np.exp(rows[r] - m))))
-    return out.reshape(x.shape)
-
-
-@njit(cache=True)
 def softmax(x):
     rows = _rows(x)
     out = np.empty_like(rows)

@@ -40,9 +40,40 @@ def along_last(g, x):
 register("softmax", doc="e^x / sum(e^x) over the last axis, max-shifted for stability", shape=last_axis,
          ref=softmax_ref, vjp=lambda g, y, x: (y * (g - along_last(g * y, x)),), code="K.softmax({0})",
          batch=per_row, mults=no_mults, call=UNARY)
+
+
+def log_softmax_ref(x):
+    """(x - largest) - log(sum(e^(x - largest))): subtracting the log of the sum from the shifted
+    entries, never from x, keeps a class's small loss accurate when the scores are large (PyTorch's
+    form; x - logsumexp(x) lost 4 digits of log(1 + e^-20) at scores near -5000)."""
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def log_softmax_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch: str | None = None) -> list:
+    """Each row shifted by its largest entry, less the log of the sum of the shifted entries' e^,
+    taken as logsumexp_loops takes them: in one flat pass in `scratch` where it is given."""
+    idx, rows, last = ", ".join(ivars(len(dims))), len(dims) - 1, dims[-1:]
+    x, o = f"{args[0]}[{idx}]", f"{out}[{idx}]"
+    shift = ["top = -np.inf", *nest(last, [f"top = max(top, {x})"], rows), *nest(last, [f"{o} = {x} - top"], rows)]
+    less_log = ["acc = np.log(acc)", *nest(last, [f"{o} -= acc"], rows)]
+    if scratch is None:
+        return nest(dims[:-1], [*shift, "acc = 0.0", *nest(last, [f"acc += np.exp({o})"], rows), *less_log])
+    kept = f"{scratch}[{idx}]"
+    return [*nest(dims[:-1], [*shift, *nest(last, [f"{kept} = {o}"], rows)]),
+            f"flat = {scratch}.reshape(({math.prod(dims)},))",
+            *nest((math.prod(dims),), ["flat[i0] = M.exp(flat[i0])"]),
+            *nest(dims[:-1], ["acc = 0.0", *nest(last, [f"acc += {kept}"], rows), *less_log])]
+
+
+def exp_room(in_shapes: list) -> tuple | None:
+    """The scratch of logsumexp and log_softmax: the shifted entries, where there are enough to vectorise."""
+    return in_shapes[0] if math_module(in_shapes[0]) == "M" else None
+
+
 register("log_softmax", doc="x - logsumexp(x) over the last axis, computed stably", shape=last_axis,
-         ref=lambda x: x - lse_ref(x)[..., None], vjp=lambda g, y, x: (g - y.op("exp") * along_last(g, x),),
-         code="K.log_softmax({0})", batch=per_row, mults=no_mults, call=UNARY)
+         ref=log_softmax_ref, vjp=lambda g, y, x: (g - y.op("exp") * along_last(g, x),),
+         emit=log_softmax_loops, batch=per_row, mults=no_mults, call=UNARY, scratch=exp_room)
 
 
 def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch: str | None = None) -> list:
@@ -64,11 +95,6 @@ def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch:
             *nest((math.prod(s),), ["flat[i0] = M.exp(flat[i0])"]),
             *nest(dims, ["acc = 0.0", *nest(row, [f"acc += {kept}"], len(dims)),
                          f"{entry(out, dims)} += np.log(acc)"])]
-
-
-def exp_room(in_shapes: list) -> tuple | None:
-    """logsumexp's scratch: the shifted entries, where there are enough to vectorise."""
-    return in_shapes[0] if math_module(in_shapes[0]) == "M" else None
 
 
 register("logsumexp", doc="log(sum(e^x)) over the last axis, max-shifted for stability",

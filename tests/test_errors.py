@@ -300,3 +300,34 @@ def test_two_vectors_side_by_side_among_three_factors_are_refused_with_both_grou
 def test_products_side_by_side_that_group_alike_are_read_as_written(expr, want):
     """x' W y = [7, 10] . [3, 4] = 61 either way; W W x = [[7, 10], [15, 22]] [1, 2]; scalars commute."""
     np.testing.assert_array_equal(graphdsl.compile(CHAINED.format(expr=expr), engine="numpy").forward()["q"], want)
+
+
+LOSSES = ("input w = 1\ntarget y = 1\ninput z[3] = [1, 2, 3]\ntarget t[3] = [0, 0, 1]\ntarget k = 2\n"
+          "p = sigmoid(w)\ns = softmax(z)\nL = {expr}\nshow L\n")
+
+
+@pytest.mark.parametrize("expr, message, hint", [
+    ("bce(y, p)", "`y` is declared a `target`, but `bce` takes the prediction there", "write `bce(p, y)`"),
+    ("bce_logits(y, w)", "`y` is declared a `target`", "write `bce_logits(w, y)`"),
+    ("softmax_ce(t, z)", "`t` is declared a `target`, but `softmax_ce` takes the scores there", "`softmax_ce(z, t)`"),
+    ("softmax_ce(k, z)", "`k` is declared a `target`", "write `softmax_ce(z, k)`"),
+    ("softmax_ce(softmax(z), t)", "applies the softmax itself, so `softmax(z)`", "pass the raw scores"),
+    ("softmax_ce(s, k)", "applies the softmax itself, so `s`", "pass the raw scores"),
+    ("bce_logits(sigmoid(w), y)", "applies the sigmoid itself", "`bce(sigmoid(z), y)`"),
+])
+def test_a_loss_given_a_target_first_or_its_own_activation_is_refused(expr, message, hint):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(LOSSES.format(expr=expr), engine="numpy")
+    assert message in str(info.value) and hint in str(info.value)
+
+
+@pytest.mark.parametrize("expr, want", [
+    ("bce(p, y)", np.log1p(np.exp(-1.0))), ("bce(sigmoid(w), y)", np.log1p(np.exp(-1.0))),
+    ("mse(y, p)", (1 - 1 / (1 + np.exp(-1.0))) ** 2), ("softmax_ce(z, t)", np.log(np.exp([1, 2, 3]).sum()) - 3),
+    ("softmax_ce(z, k)", np.log(np.exp([1, 2, 3]).sum()) - 3), ("softmax_ce(log(s), k)", np.log(np.exp([1, 2, 3]).sum()) - 3),
+])
+def test_a_loss_given_its_arguments_in_order_or_symmetric_ones_either_way_is_read_as_written(expr, want):
+    """-log(sigmoid(1)) = log(1 + e^-1); softmax_ce of [1, 2, 3] at class 2 is logsumexp - 3; mse is the
+    same either way round; log(softmax(z)) is scores again, up to a shift."""
+    L = graphdsl.compile(LOSSES.format(expr=expr), engine="numpy").forward()["L"]
+    assert L == pytest.approx(want, rel=1e-12)

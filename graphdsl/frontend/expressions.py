@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
-from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_grouping, check_list, check_number, check_shapes,
-                                        check_written, oriented, product_warnings)
+from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_call, check_grouping, check_list, check_number,
+                                        check_shapes, check_written, oriented, product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -205,6 +205,7 @@ class Expressions:
     def call(self, e: ast.Call) -> int:
         fn = function_of(e, self.defined)
         args = [self.expr(a) for a in e.args]
+        check_call(self, e, fn, args)
         kwargs = {}
         for key, val in ast.given_once(e.kwargs):
             kwargs[key.text] = self.setting(fn, key, val, args)

@@ -91,6 +91,33 @@ def check_grouping(ex, e: ast.BinOp) -> None:
                     e.span, hint="write the brackets of the grouping you mean")
 
 
+SYMMETRIC = ("mse", "half_se")  # losses whose value and gradients are the same with the arguments swapped
+# Losses that apply an activation to their first argument themselves: given its output, they apply it twice.
+APPLIED = {"softmax_ce": ("softmax", "pass the raw scores, as in `softmax_ce(z, t)`"),
+           "bce_logits": ("sigmoid", "pass the logits, as in `bce_logits(z, y)`, or write `bce(sigmoid(z), y)`")}
+
+
+def check_call(ex, e: ast.Call, fn, args: list) -> None:
+    """What the declarations show of a loss's arguments: a declared `target` where the function takes
+    the prediction (`bce(y, y_hat)`, finite and wrong, or inf; not where swapping them changes
+    nothing, `mse(y, y_hat)`), and the output of the activation the loss applies itself
+    (`softmax_ce(softmax(z), t)`)."""
+    made = [ex.graph.nodes[a].op for a in args]
+    target = fn.params.index("target") if "target" in fn.params[:len(args)] else None
+    if target is not None and made[target] != "target" and fn.name not in SYMMETRIC:
+        for i, (param, op) in enumerate(zip(fn.params, made)):
+            if op == "target" and param != "target" and isinstance(e.args[i], ast.Name):
+                order = [ex.spelled(a) or "..." for a in e.args]
+                order[i], order[target] = order[target], order[i]
+                raise SpecError(f"`{e.args[i].id}` is declared a `target`, but `{fn.name}` takes the {param} there: "
+                                f"the arguments look swapped", e.args[i].span,
+                                hint=f"`{fn.name}` takes ({', '.join(fn.params)}): write `{fn.name}({', '.join(order)})`")
+    activation, hint = APPLIED.get(fn.name, (None, None))
+    if args and made[0] == activation:
+        raise SpecError(f"`{fn.name}` applies the {activation} itself, so {ex.snippet(e.args[0].span)}, a {activation}'s "
+                        f"output, would go through it twice", e.args[0].span, hint=hint)
+
+
 def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
     """A vector meeting a matrix entry by entry goes along each row where its length is the
     matrix's width, as in NumPy, and down each column where it is the height (examples as

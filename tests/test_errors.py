@@ -150,6 +150,9 @@ COLUMNS = ("input X[2, 4] = [[1, 2, 3, 4], [5, 6, 7, 8]]\nparam W[3, 2] = [[1, 0
     ("X / c", lambda W, X, b, c: X / c[:, None]),
     ("X' + c", lambda W, X, b, c: X.T + c),                   # the width: along every row, as NumPy
     ("c ^ X", lambda W, X, b, c: c[:, None] ** X),
+    ("pow(c, X)", lambda W, X, b, c: c[:, None] ** X),        # the functions of two values as their operators
+    ("eq(X, c)", lambda W, X, b, c: (X == c[:, None]).astype(float)),
+    ("eq(X', c)", lambda W, X, b, c: (X.T == c).astype(float)),
 ])
 def test_a_vector_meets_a_matrix_along_the_side_of_its_length(expr, expected):
     values = {"W": np.array([[1, 0], [0, 1], [1, -1]]), "X": np.arange(1.0, 9).reshape(2, 4),
@@ -331,3 +334,10 @@ def test_a_loss_given_its_arguments_in_order_or_symmetric_ones_either_way_is_rea
     same either way round; log(softmax(z)) is scores again, up to a shift."""
     L = graphdsl.compile(LOSSES.format(expr=expr), engine="numpy").forward()["L"]
     assert L == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("expr", ["eq(S, s)", "pow(S, s)"])
+def test_a_function_of_two_values_refuses_a_vector_on_a_square_matrix_as_its_operator_does(expr):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input S[2, 2] = [[1, 2], [3, 4]]\ninput s[2] = [1, 2]\nq = {expr}\nshow q\n", engine="numpy")
+    assert "along each row or down each column" in str(info.value)

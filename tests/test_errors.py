@@ -93,6 +93,9 @@ def test_a_division_with_its_brackets_is_accepted(expr, want):
     ("y / (t) y", "`(y / (t)) y` or `y / ((t) y)`"),
     ("y / t (y - 1)", "`(y / t) (y - 1)` or `y / (t (y - 1))`"),
     ("2 + 1/2 t y", "`(1 / 2) t y` or `1 / (2 t y)`"),
+    ("1/(2 t) sum(y)", "`(1 / (2 t)) sum(y)` or `1 / ((2 t) sum(y))`"),
+    ("(y - 1) / (y + 1) (y - 1)", "`((y - 1) / (y + 1)) (y - 1)` or `(y - 1) / ((y + 1) (y - 1))`"),
+    ("1/-2 y", "`(1 / -2) y` or `1 / (-2 y)`"),
 ])
 def test_a_division_by_a_product_side_by_side_is_refused_with_both_readings(expr, readings):
     with pytest.raises(graphdsl.SpecError) as info:

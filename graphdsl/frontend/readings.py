@@ -250,6 +250,17 @@ def bracketed(span: Span, lines: list) -> bool:
     return before.endswith("(")
 
 
+def with_brackets(span: Span, lines: list) -> Span:
+    """The span of an expression with the brackets of its own around it, `(b c)`, where it has
+    them on its line; the parser's span holds what is inside."""
+    if span.line != span.end_line or not bracketed(span, lines):
+        return span
+    text = lines[span.line - 1]
+    after = text[span.end_col - 1:]
+    close = span.end_col + len(after) - len(after.lstrip())  # the `)`'s column
+    return Span(span.line, len(text[:span.col - 1].rstrip()), span.line, close + 1)
+
+
 def check_division(e: ast.BinOp, lines: list) -> None:
     """`a / b c` is a / (b c) by precedence, but a whiteboard's `1/2 (y - t)^2` means (1/2) (y - t)^2:
     a divisor that is a product by juxtaposition, without brackets of its own, is refused."""
@@ -258,17 +269,12 @@ def check_division(e: ast.BinOp, lines: list) -> None:
         divisor = divisor.operand
     if not (isinstance(divisor, ast.BinOp) and divisor.op == "juxt") or bracketed(divisor.span, lines):
         return
-    innermost = divisor
-    while isinstance(innermost.left, ast.BinOp) and innermost.left.op == "juxt":
-        innermost = innermost.left
-    first, second = innermost.left.span, innermost.right.span
+    first, second = (with_brackets(f.span, lines) for f in juxtaposed(divisor, lines)[:2])
     if e.span.line == e.span.end_line:
         text = lines[e.span.line - 1]
         cut = lambda a, b: text[a - 1:b - 1].strip()  # noqa: E731
-        between = text[first.end_col - 1:second.col - 1]
-        split = first.end_col + between.find("(") if "(" in between else second.col  # where the 2nd factor is written
-        left, top = cut(e.span.col, e.left.span.end_col), cut(divisor.span.col, split)
-        rest = cut(split, divisor.span.end_col)
+        left = cut(e.span.col, with_brackets(e.left.span, lines).end_col)
+        top, rest = cut(e.right.span.col, first.end_col), cut(second.col, divisor.span.end_col)  # `-2 x`: from the sign
         readings = f"`({left} / {top}) {rest}` or `{left} / ({top} {rest})`"
     else:
         readings = "`(a / b) c` or `a / (b c)`"

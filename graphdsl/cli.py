@@ -13,7 +13,7 @@ import sys
 import click
 import numpy as np
 
-from graphdsl.errors import DataError, SpecError, WriteError
+from graphdsl.errors import DataError, Span, SpecError, WriteError
 from graphdsl.tools.formats import FORMATS
 
 spec_path = click.argument("spec", type=click.Path(exists=True, dir_okay=False))
@@ -33,9 +33,16 @@ def read_spec(path: str) -> str:
     from graphdsl.files import read_regular
 
     try:
-        return read_regular(path).decode("utf-8-sig")  # -sig: drop the byte-order mark some editors write
+        data = read_regular(path)
+        return data.decode("utf-8-sig")  # -sig: drop the byte-order mark some editors write
     except UnicodeDecodeError as err:
-        raise SpecError(f"the file is not UTF-8 text (byte {err.start} cannot be read)", filename=path) from None
+        before = data[:err.start].decode("utf-8-sig", errors="replace")  # the text up to the byte, to locate it
+        line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+        text = data.decode("utf-8-sig", errors="replace")
+        raise SpecError(f"the file is not UTF-8 text: byte {err.start} (0x{data[err.start]:02x}) cannot be read",
+                        Span(line, col, line, col + 1), filename=path, text=text,
+                        hint="save the file as UTF-8; a Latin-1 or Windows-1252 editor writes accents and "
+                             "symbols this way") from None
     except OSError as err:
         raise SpecError(f"cannot read the file: {err.strerror}", filename=path) from None
 

@@ -276,3 +276,13 @@ def test_predict_takes_the_training_file_itself_or_the_inputs_alone(classifier):
     assert [full.output.splitlines()[i] for i in (2, 4)] == alone.output.splitlines()[1:3]  # d.csv rows 2, 4
     bad = CliRunner().invoke(main, ["predict", "net.nn", "net.nn", "--load", "w.npz"])
     assert bad.exit_code == 2 and "read as the inputs alone" in bad.output and "read as training reads it" in bad.output
+
+
+def test_a_spec_file_not_in_utf8_is_located_at_its_byte(tmp_path):
+    """A Latin-1 superscript two (0xb2) in line 2, column 7: the place, the byte and what to do."""
+    path = tmp_path / "latin1.nn"
+    path.write_bytes(b"input x = 2\ny = x \xb2 + 1\nshow y\n")
+    result = invoke("check", str(path))
+    assert result.exit_code == 2
+    assert "latin1.nn:2:7: error: the file is not UTF-8 text: byte 18 (0xb2)" in result.output
+    assert "save the file as UTF-8" in result.output

@@ -151,8 +151,9 @@ def test_csv_chunks_mix_integers_and_floats_and_keep_line_numbers(tmp_path, monk
 
 def test_csv_not_utf8(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_bytes(b"1,2\xff,3,4,0\n")
-    assert error(path, [X4, K3]) == f"{path}: not UTF-8 text (byte 4 cannot be decoded)"
+    path.write_bytes(b"1,2,3,4,0\n1,2\xff,3,4,0\n")  # the 14th byte, in row 2's second cell
+    assert error(path, [X4, K3]) == (f"{path}, row 2, column 2: not UTF-8 text (byte 14 cannot be decoded); "
+                                     "save the file as UTF-8")
 
 
 def test_large_integer_csv_takes_the_fast_path(tmp_path):

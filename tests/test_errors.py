@@ -344,3 +344,9 @@ def test_a_function_of_two_values_refuses_a_vector_on_a_square_matrix_as_its_ope
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile(f"input S[2, 2] = [[1, 2], [3, 4]]\ninput s[2] = [1, 2]\nq = {expr}\nshow q\n", engine="numpy")
     assert "along each row or down each column" in str(info.value)
+
+
+def test_softmax_ce_of_a_scalar_says_it_needs_a_score_a_class():
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile("input s = 2\ntarget t = 1\nL = softmax_ce(s, t)\n", engine="numpy")
+    assert "the scores are a scalar" in str(info.value) and "bce" in str(info.value)

@@ -151,9 +151,12 @@ pairwise("bce_logits", bce_logits, "binary cross-entropy on logits z, stable: so
 
 
 def softmax_ce(z, t, reduce="mean"):
-    if z.shape and t.shape == z.shape:
+    if not z.shape:
+        raise ShapeError("the scores are a scalar, but softmax_ce needs one score a class: a vector, or a matrix "
+                         "of rows; for one probability, use bce or bce_logits")
+    if t.shape == z.shape:
         per_row = -(t * z.op("log_softmax")).op("sum", axis=len(z.shape) - 1)
-    elif z.shape and t.shape == z.shape[:-1]:
+    elif t.shape == z.shape[:-1]:
         literal = t.g.nodes[t.id]
         classes = z.shape[-1]
         if literal.op == "scalar" and literal.kw["value"] not in range(classes):

@@ -480,7 +480,9 @@ def _csv(raw: bytes, label: str, fields: list[Field]) -> list[_Piece]:
     try:
         text = raw.decode("utf-8-sig")  # -sig: drop the byte-order mark spreadsheets write
     except UnicodeDecodeError as err:
-        raise DataError(f"{label}: not UTF-8 text (byte {err.start + 1} cannot be decoded)") from None
+        rows = raw[:err.start].split(b"\n")  # up to the bad byte, to name its cell
+        raise DataError(f"{label}, row {len(rows)}, column {rows[-1].count(b',') + 1}: not UTF-8 text (byte "
+                        f"{err.start + 1} cannot be decoded); save the file as UTF-8") from None
     # Blank lines hold no example; keep each row's line number for messages.
     numbered = [(no, line) for no, line in enumerate(_LINE_END.split(text), 1) if line.strip()]
     if '"' in text:

@@ -350,3 +350,13 @@ def test_softmax_ce_of_a_scalar_says_it_needs_a_score_a_class():
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile("input s = 2\ntarget t = 1\nL = softmax_ce(s, t)\n", engine="numpy")
     assert "the scores are a scalar" in str(info.value) and "bce" in str(info.value)
+
+
+@pytest.mark.parametrize("expr", ["0x10", "0b1", "0o7"])
+def test_a_hexadecimal_looking_number_is_refused(expr):
+    """`0x10` beside a name x10 is 0 times x10 by the grammar, silently 0."""
+    name = expr[1:]
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input {name} = 3\nz = {expr} + 1\nshow z\n", engine="numpy")
+    assert "no hexadecimal, binary or octal numbers" in str(info.value)
+    assert graphdsl.compile(f"input {name} = 3\nz = 2{name} + 0 {name}\nshow z\n", engine="numpy").forward()["z"] == 6

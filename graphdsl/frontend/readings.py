@@ -19,6 +19,7 @@ def check_written(ex, e: ast.BinOp) -> None:
     side by side, and `W^T` or `e^x` with `T` or `e` undefined."""
     if e.op == "juxt":
         check_juxtaposition(e)
+        check_prefixed(e)
     if e.op == "/":
         check_division(e, ex.lines)
     if e.op != "^":
@@ -237,6 +238,16 @@ def sign_against(e: ast.BinOp, lines: list) -> bool:
     text = lines[e.right.span.line - 1]
     between = text[e.left.span.end_col - 1:e.right.span.col - 1]
     return between.rstrip(" \t") == between and between.strip() == e.op and between[:1].isspace()
+
+
+def check_prefixed(e: ast.BinOp) -> None:
+    """`0x10` is 0 times x10 by the grammar (`2x1` is 2 times x1), where a programmer means sixteen:
+    a 0 written against a name that begins as a hexadecimal, binary or octal prefix is refused."""
+    left, right = e.left, e.right
+    if (isinstance(left, ast.Num) and left.text == "0" and isinstance(right, ast.Name)
+            and right.id[0] in "xXbBoO" and (left.span.end_line, left.span.end_col) == (right.span.line, right.span.col)):
+        raise SpecError(f"`0{right.id}` is 0 times `{right.id}`: graphdsl has no hexadecimal, binary or octal numbers",
+                        e.span, hint=f"write the number in decimal, or `0 {right.id}` if you mean the product")
 
 
 def bracketed(span: Span, lines: list) -> bool:

@@ -360,3 +360,12 @@ def test_a_hexadecimal_looking_number_is_refused(expr):
         graphdsl.compile(f"input {name} = 3\nz = {expr} + 1\nshow z\n", engine="numpy")
     assert "no hexadecimal, binary or octal numbers" in str(info.value)
     assert graphdsl.compile(f"input {name} = 3\nz = 2{name} + 0 {name}\nshow z\n", engine="numpy").forward()["z"] == 6
+
+
+@pytest.mark.parametrize("expr, hint", [("+1", "no unary plus"), ("2 * +x", "no unary plus"),
+                                        ("1_000", "without `_`"), ("size(x)", "in shapes only"),
+                                        ("mse", "`mse(prediction, target)`"), ("sum(x, axis=1)", "counted from 0")])
+def test_a_slip_gets_the_hint_that_mends_it(expr, hint):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(f"input x[2] = [1, 2]\nL = {expr}\n", engine="numpy")
+    assert hint in str(info.value)

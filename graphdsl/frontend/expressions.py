@@ -50,6 +50,7 @@ def function_of(e: ast.Call, defined) -> Function:
                             hint=f"to multiply, leave a space: `{name} (...)`")
         same_letters = [f for f in (*FUNCTIONS, *INITIALISERS) if f.lower() == name.lower()]
         hint = (f"did you mean `{same_letters[0]}`? names are case-sensitive" if same_letters else
+                "`size(x)` is written in shapes only, as in `param b[size(x)]`" if name == "size" else
                 suggest(name, FUNCTIONS) or f"the functions are {', '.join(sorted(FUNCTIONS))}")
         raise SpecError(f"unknown function `{name}`", e.func.span, hint=hint)
     least = len(fn.params) - fn.optional

@@ -44,10 +44,14 @@ def definitions(statements: list) -> dict:
 def undefined(name: str, span: Span, defined) -> SpecError:
     """The error for a value's name that is neither `defined` nor a built-in constant."""
     if name in FUNCTIONS:
-        return SpecError(f"`{name}` is a function; call it with its argument, as in `{name}(x)`", span)
+        params = FUNCTIONS[name].params
+        return SpecError(f"`{name}` is a function; call it with its argument{'s' * (len(params) > 1)}, as in "
+                         f"`{name}({', '.join(params)})`", span)
     if name in INITIALISERS:
         return SpecError(f"`{name}` is an initialiser, not a value", span,
                          hint=f"call it, as in `param W[3, 2] = {init_example(name)}`")
+    if name.strip("_0123456789") == "" and name.startswith("_"):  # `1_000`: a number, then a name `_000`
+        return SpecError(f"unknown name `{name}`", span, hint="numbers are written without `_`: 1000, not 1_000")
     return SpecError(f"unknown name `{name}`", span,
                      hint=suggest(name, list(defined) + list(BUILTINS)) or
                      f"define it, as in `input {name}[2]`, `param {name}[2, 2] = ...` or `{name} = ...`")

@@ -406,6 +406,8 @@ def _syntax_error(err: UnexpectedInput, postlex: BracketPostLex, text: str) -> S
         return special
     what = {"NAME": f"name `{tok}`", "NUMBER": f"number `{tok}`",
             "CALL": f"call `{str(tok)[:-1]}(`"}.get(tok.type, f"`{tok}`")
+    if tok == "+" and expected == "an expression":
+        hint = "graphdsl has no unary plus: leave the `+` out"
     return SpecError(f"unexpected {what}", _tok_span(tok), hint=hint)
 
 

@@ -16,7 +16,8 @@ ALONG_AXIS = Call(("x",), {"axis": ("axis", None)})  # `sum(x)`, or `sum(x, axis
 def check_axis(shape: tuple, axis) -> None:
     if axis is not None and not 0 <= axis < len(shape):
         raise ShapeError(f"axis {axis} does not exist in a {fmt_shape(shape)} value "
-                         f"(it has {len(shape)} {'axis' if len(shape) == 1 else 'axes'})")
+                         f"(it has {len(shape)} {'axis' if len(shape) == 1 else 'axes'}, counted from 0; "
+                         f"axis=-1 is the last)")
 
 
 def reduced(shape: tuple, axis=None) -> tuple:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
 from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_call, check_grouping, check_list, check_number,
-                                        check_shapes, check_written, oriented, oriented_args, product_warnings)
+                                        check_shapes, check_written, oriented, product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -207,7 +207,6 @@ class Expressions:
         fn = function_of(e, self.defined)
         args = [self.expr(a) for a in e.args]
         check_call(self, e, fn, args)
-        args = oriented_args(self, e, fn, args)
         kwargs = {}
         for key, val in ast.given_once(e.kwargs):
             kwargs[key.text] = self.setting(fn, key, val, args)

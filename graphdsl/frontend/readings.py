@@ -8,7 +8,6 @@ import re
 
 from graphdsl.errors import Span, SpecError, SpecWarning
 from graphdsl.frontend import ast
-from graphdsl.ir.ops import OPS
 from graphdsl.ir.shapes import fmt_shape
 
 ELEMENTWISE_INFIX = ("+", "-", "*", "/", "^")
@@ -142,15 +141,6 @@ def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
                              f"(a [{n}, 1] column) on every column")
     column = ex.graph.add("reshape", [vec], {"shape": (n, 1)}, span=vec_e.span)
     return (mat, column) if m == 0 else (column, mat)
-
-
-def oriented_args(ex, e: ast.Call, fn, args: list) -> list:
-    """The arguments of an elementwise function of two values, `eq(a, b)` or `pow(a, b)`, met as
-    its operator's would be (`oriented`), so that `eq(x, C)` and `x + C` broadcast alike."""
-    op = OPS.get(fn.name)
-    if op is None or not op.elementwise or len(args) != 2:
-        return args
-    return list(oriented(ex, ast.BinOp(fn.name, e.args[0], e.args[1], e.span), *args))
 
 
 def product_warnings(ex, e: ast.BinOp, left: int, right: int) -> list:

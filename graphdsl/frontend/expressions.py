@@ -109,12 +109,14 @@ def whole_number(key: ast.Ident, val) -> int:
 
 class Expressions:
     """Builds expressions' nodes into `graph`. `lookup(name, span)` gives the node holding a name's
-    value; `defined` holds the spec's names; `lines` are the spec's, to quote in errors."""
+    value; `defined` holds the spec's names (`readable` those it may read, where fewer); `lines` are
+    the spec's, to quote in errors."""
 
-    def __init__(self, graph: Graph, lookup, defined, lines: list):
+    def __init__(self, graph: Graph, lookup, defined, lines: list, readable=None):
         self.graph = graph
         self.lookup = lookup
         self.defined = defined
+        self.readable = defined if readable is None else readable  # the names an expression may read here
         self.lines = lines
         self.calls: dict = {}  # node id -> (function, argument ids), for the nodes calls made
         self.warnings: list = []  # SpecWarnings, in the order met

@@ -33,7 +33,9 @@ class Lowering:
         self.kinds: dict = {}       # name -> input | target | param | const | node
         self.made_by: dict = {}     # name -> the declaration kind, function or op that made it
         self.resolving: list = []   # names being lowered, innermost last, for cycle reports
-        self.expressions = Expressions(self.graph, self.use, defs, lines)
+        consts = None if only_constants is None else {n for n, d in defs.items()
+                                                      if isinstance(d, ast.Decl) and d.kind == "const"}
+        self.expressions = Expressions(self.graph, self.use, defs, lines, consts)
         self.declarations = Declarations(self.graph, self.resolve, self.constant, seed, param_order)
 
     def lower_all(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from graphdsl.errors import Span, SpecError, SpecWarning
 from graphdsl.frontend import ast
 from graphdsl.ir.shapes import fmt_shape
@@ -33,23 +35,19 @@ def check_written(ex, e: ast.BinOp) -> None:
                         hint=f"write `exp({power})`, or define `e` if you mean a value of your own")
 
 
-SCIENTIFIC = re.compile(r"([0-9.]+)([eE])([+-]?)([0-9]+)")
+SCIENTIFIC = re.compile(r"[0-9.]+([eE][0-9]+)")
 
 
 def check_number(ex, e: ast.Num) -> None:
-    """`2e1` is the number 20, but where the spec defines `e1` a reader may see 2 times e1 (`2x1`
-    is 2 times x1); `2e-1` likewise where it defines `e`. Refused there, with both readings."""
+    """`2e1` is the number 20, but where the spec defines `e1` a reader may see 2 times e1, as `2x1`
+    is 2 times x1. Refused there, with both readings; only names the expression may read count
+    (consts where a literal is evaluated: `sgd(lr=1e1)` can hold no param `e1`)."""
     written = SCIENTIFIC.fullmatch(e.text)
-    if not written:
-        return
-    digits, letter, sign, power = written.groups()
-    name = letter if sign else letter + power
-    if name in ex.defined:
-        other = f"{digits} {letter} {sign} {power}" if sign else f"{digits} {name}"
-        raise SpecError(f"`{e.text}` is the number {e.value:g}, but the spec defines `{name}`, so it could be "
-                        f"`{other}`", e.span,
-                        hint=f"write `{other}` for the {'expression' if sign else 'product'}, "
-                             f"or `{e.value:g}` for the number")
+    if written and written.group(1) in ex.readable:
+        name, number = written.group(1), np.format_float_positional(e.value, trim="-")
+        raise SpecError(f"`{e.text}` is the number {number}, but the spec defines `{name}`, so it could be "
+                        f"`{e.text[:-len(name)]} {name}`", e.span,
+                        hint=f"write `{e.text[:-len(name)]} {name}` for the product, or `{number}` for the number")
 
 
 def check_shapes(ex, e: ast.BinOp, left: int, right: int) -> None:

@@ -254,6 +254,12 @@ LISTED = "input x = 2\ninput y = 3\nparam W = [[1, 0], [0, 1]]\nz = {expr}\nshow
     ("[1 x y]", "entries `[1, x, y]`, or their product"),
     ("[-1 x]", "entries `[-1, x]`, or their product"),
     ("[x (-1)]", "entries `[x, -1]`, or their product"),
+    ("[0.5\n  -1]", "two entries, `0.5, -1`, or one, `0.5 - 1`"),          # across lines, inside the brackets
+    ("[1, x \\\n -1]", "two entries, `x, -1`, or one, `x - 1`"),
+    ("[(x) -1]", "two entries, `x, -1`, or one, `x - 1`"), ("[x -(y)]", "two entries, `x, -y`"),
+    ("[x -1 y]", "`-` as the sign of a new entry, or as a difference"),
+    ("[1 - 2 y]", "`1 - 2 y` in a list can be read two ways: entries separated by its spaces, or one entry holding "
+                  "the product `2 y`"),
 ])
 def test_a_list_written_with_spaces_between_entries_is_refused_with_both_readings(expr, readings):
     """A whiteboard's (or MATLAB's) row `[0.5 -1]` is a difference by the grammar: refused, not read
@@ -296,7 +302,9 @@ CHAINED = "input x[2] = [1, 2]\ninput y[2] = [3, 4]\ninput a = 2\nparam W = [[1,
 
 
 @pytest.mark.parametrize("expr, readings", [("x y W", "`(x y) W` or `x (y W)`"), ("W x y", "`(W x) y` or `W (x y)`"),
-                                            ("x y x", "`(x y) x` or `x (y x)`"), ("a x y W", "`(a b) c` or `a (b c)`")])
+                                            ("x y x", "`(x y) x` or `x (y x)`"), ("a x y W", "the dot product of `x` and `y` is taken where they meet"),
+                                            ("sum(x y W)", "`(x y) W`"), ("(W x y) + 1", "`W (x y)`"),
+                                            ("2 (x y W)", "`x (y W)`"), ("sum(\n x y W)", "`x (y W)`")])
 def test_two_vectors_side_by_side_among_three_factors_are_refused_with_both_groupings(expr, readings):
     """`x y W` is (x y) W, a matrix, by the grammar; x (y W) is a number: a dot product moves."""
     with pytest.raises(graphdsl.SpecError) as info:
@@ -305,7 +313,8 @@ def test_two_vectors_side_by_side_among_three_factors_are_refused_with_both_grou
 
 
 @pytest.mark.parametrize("expr, want", [("x' W y", 61), ("x W y", 61), ("W W x", [27, 59]), ("a x y", 22),
-                                        ("x a y", 22), ("x (y W)", 59), ("(x y) W", [[11, 22], [33, 44]])])
+                                        ("x a y", 22), ("x (y W)", 59), ("(x y) W", [[11, 22], [33, 44]]),
+                                        ("sum((x y) W)", 110), ("sum(\n (x y) W)", 110)])
 def test_products_side_by_side_that_group_alike_are_read_as_written(expr, want):
     """x' W y = [7, 10] . [3, 4] = 61 either way; W W x = [[7, 10], [15, 22]] [1, 2]; scalars commute."""
     np.testing.assert_array_equal(graphdsl.compile(CHAINED.format(expr=expr), engine="numpy").forward()["q"], want)
@@ -316,10 +325,12 @@ LOSSES = ("input w = 1\ntarget y = 1\ninput z[3] = [1, 2, 3]\ntarget t[3] = [0, 
 
 
 @pytest.mark.parametrize("expr, message, hint", [
-    ("bce(y, p)", "`y` is declared a `target`, but `bce` takes the prediction there", "write `bce(p, y)`"),
-    ("bce_logits(y, w)", "`y` is declared a `target`", "write `bce_logits(w, y)`"),
-    ("softmax_ce(t, z)", "`t` is declared a `target`, but `softmax_ce` takes the scores there", "`softmax_ce(z, t)`"),
-    ("softmax_ce(k, z)", "`k` is declared a `target`", "write `softmax_ce(z, k)`"),
+    ("bce(y, p)", "`y` is a target, but `bce` takes the prediction there", "write `bce(p, y)`"),
+    ("bce_logits(y, w)", "`y` is a target", "write `bce_logits(w, y)`"),
+    ("softmax_ce(t, z)", "`t` is a target, but `softmax_ce` takes the scores there", "`softmax_ce(z, t)`"),
+    ("softmax_ce(k, z)", "`k` is a target", "write `softmax_ce(z, k)`"),
+    ("bce(y, p, reduce=sum)", "`y` is a target", "write `bce(p, y, reduce=sum)`"),
+    ("bce(t[0], p)", "`t[0]` is a target", "write `bce(p, t[0])`"), ("bce(t', s)", "`t'` is a target", "`bce(s, t')`"),
     ("softmax_ce(softmax(z), t)", "applies the softmax itself, so `softmax(z)`", "pass the raw scores"),
     ("softmax_ce(s, k)", "applies the softmax itself, so `s`", "pass the raw scores"),
     ("bce_logits(sigmoid(w), y)", "applies the sigmoid itself", "`bce(sigmoid(z), y)`"),
@@ -348,10 +359,10 @@ def test_softmax_ce_of_a_scalar_says_it_needs_a_score_a_class():
     assert "the scores are a scalar" in str(info.value) and "bce" in str(info.value)
 
 
-@pytest.mark.parametrize("expr", ["0x10", "0b1", "0o7"])
+@pytest.mark.parametrize("expr", ["0x10", "0b1", "0o7", "00x10", "0x10'"])
 def test_a_hexadecimal_looking_number_is_refused(expr):
     """`0x10` beside a name x10 is 0 times x10 by the grammar, silently 0."""
-    name = expr[1:]
+    name = expr.lstrip("0").rstrip("'")
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.compile(f"input {name} = 3\nz = {expr} + 1\nshow z\n", engine="numpy")
     assert "no hexadecimal, binary or octal numbers" in str(info.value)

@@ -123,9 +123,15 @@ class Expressions:
         self.built: dict = {}  # id() of an expression -> its node, while the expressions are checked
 
     def snippet(self, span: Span) -> str:
-        if span.line != span.end_line or span.line > len(self.lines):
+        """The text at `span`, quoted; over lines, its pieces joined by a space (comments and `\\` left out)."""
+        if span.end_line > len(self.lines):
             return "this expression"
-        text = self.lines[span.line - 1][span.col - 1:span.end_col - 1]
+        if span.line == span.end_line:
+            text = self.lines[span.line - 1][span.col - 1:span.end_col - 1]
+        else:
+            pieces = [self.lines[span.line - 1][span.col - 1:], *self.lines[span.line:span.end_line - 1],
+                      self.lines[span.end_line - 1][:span.end_col - 1]]
+            text = " ".join(" ".join(p.split("#")[0].rstrip(" \t\\").split()) for p in pieces if p.split("#")[0].strip())
         return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
 
     def spelled(self, x, bracket: bool = False) -> str | None:

@@ -81,10 +81,14 @@ def check_grouping(ex, e: ast.BinOp) -> None:
     shaped = [r for r in ranks if r]
     if len(shaped) < 3 or not any(a == b == 1 for a, b in zip(shaped, shaped[1:])):
         return
-    readings = "as `(a b) c` or `a (b c)`"
+    spelled = [ex.spelled(f, bracket=True) or "..." for f in factors]
     if len(factors) == 3:
-        a, b, c = (ex.spelled(f, bracket=True) or "..." for f in factors)
-        readings = f"`({a} {b}) {c}` or `{a} ({b} {c})`"
+        readings = f"`({spelled[0]} {spelled[1]}) {spelled[2]}` or `{spelled[0]} ({spelled[1]} {spelled[2]})`"
+    else:  # the first two vectors side by side, whose dot product the grammar takes where it meets them
+        vectors = [i for i, r in enumerate(ranks) if r]
+        a, b = next((i, j) for i, j in zip(vectors, vectors[1:]) if ranks[i] == ranks[j] == 1)
+        readings = (f"from the left, as written, the dot product of `{spelled[a]}` and `{spelled[b]}` is taken "
+                    "where they meet; grouped otherwise it differs")
     raise SpecError(f"{ex.snippet(e.span)} multiplies vectors and matrices side by side, and two vectors next to "
                     f"each other make their dot product, a scalar: the grouping changes the result, {readings}",
                     e.span, hint="write the brackets of the grouping you mean")
@@ -101,20 +105,27 @@ def check_call(ex, e: ast.Call, fn, args: list) -> None:
     the prediction (`bce(y, y_hat)`, finite and wrong, or inf; not where swapping them changes
     nothing, `mse(y, y_hat)`), and the output of the activation the loss applies itself
     (`softmax_ce(softmax(z), t)`)."""
-    made = [ex.graph.nodes[a].op for a in args]
     target = fn.params.index("target") if "target" in fn.params[:len(args)] else None
-    if target is not None and made[target] != "target" and fn.name not in SYMMETRIC:
-        for i, (param, op) in enumerate(zip(fn.params, made)):
-            if op == "target" and param != "target" and isinstance(e.args[i], ast.Name):
+    if target is not None and not a_target(ex, e.args[target]) and fn.name not in SYMMETRIC:
+        for i, (param, arg) in enumerate(zip(fn.params, e.args)):
+            if param != "target" and a_target(ex, arg):
                 order = [ex.spelled(a) or "..." for a in e.args]
                 order[i], order[target] = order[target], order[i]
-                raise SpecError(f"`{e.args[i].id}` is declared a `target`, but `{fn.name}` takes the {param} there: "
-                                f"the arguments look swapped", e.args[i].span,
+                order += [f"{key.text}={ex.spelled(value) or '...'}" for key, value in e.kwargs]
+                raise SpecError(f"{ex.snippet(arg.span)} is a target, but `{fn.name}` takes the {param} there: "
+                                f"the arguments look swapped", arg.span,
                                 hint=f"`{fn.name}` takes ({', '.join(fn.params)}): write `{fn.name}({', '.join(order)})`")
     activation, hint = APPLIED.get(fn.name, (None, None))
-    if args and made[0] == activation:
+    if args and ex.graph.nodes[args[0]].op == activation:
         raise SpecError(f"`{fn.name}` applies the {activation} itself, so {ex.snippet(e.args[0].span)}, a {activation}'s "
                         f"output, would go through it twice", e.args[0].span, hint=hint)
+
+
+def a_target(ex, arg) -> bool:
+    """Whether an argument is a target's value as written, a name of one, transposed or indexed."""
+    while isinstance(arg, (ast.Transpose, ast.Index)):
+        arg = arg.operand if isinstance(arg, ast.Transpose) else arg.base
+    return isinstance(arg, ast.Name) and ex.graph.nodes[ex.built[id(arg)]].op == "target"
 
 
 def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
@@ -184,20 +195,36 @@ def check_list(ex, e) -> None:
     their own, `[(a b)]`, say it is one."""
     for item in e.items:
         for part in unbracketed(item, ex.lines):
-            if isinstance(part, ast.BinOp) and part.op in "+-" and sign_against(part, ex.lines):
-                a, b = ex.spelled(part.left) or "a", ex.spelled(part.right) or "b"
-                raise SpecError(f"{ex.snippet(part.span)} in a list can be read two ways: two entries, "
-                                f"`{a}, {part.op}{b}`, or one, `{a} {part.op} {b}`", part.span,
-                                hint=f"separate entries with `,`; for the {'sum' if part.op == '+' else 'difference'}, "
-                                     f"put spaces on both sides of `{part.op}`")
-            if isinstance(part, ast.BinOp) and part.op == "juxt" and len(e.items) == 1:
-                whole = item if isinstance(item, ast.Neg) and item.operand is part else part  # `[-1 x]`
-                factors = [ex.spelled(f) or "..." for f in juxtaposed(part, ex.lines)]
-                factors[0] = "-" * (whole is not part) + factors[0]
-                raise SpecError(f"{ex.snippet(whole.span)} in a list can be read two ways: entries "
-                                f"`[{', '.join(factors)}]`, or their product, one entry", whole.span,
-                                hint=f"separate entries with `,`, or bracket the product: "
-                                     f"`[({ex.snippet(whole.span).strip('`')})]`")
+            if part.op in "+-" and sign_against(part, ex.lines):
+                raise signed_entry(ex, part)
+            if part.op == "juxt" and len(e.items) == 1:
+                raise spaced_entries(ex, item, part)
+
+
+def signed_entry(ex, part: ast.BinOp) -> SpecError:
+    """The refusal of `a -b` in a list: spelled out where both sides are plain values."""
+    op, noun = part.op, "sum" if part.op == "+" else "difference"
+    a, b = ex.spelled(part.left), ex.spelled(part.right)
+    plain = None not in (a, b) and not isinstance(part.right, ast.BinOp)
+    readings = f"two entries, `{a}, {op}{b}`, or one, `{a} {op} {b}`" if plain else \
+        f"`{op}` as the sign of a new entry, or as a {noun}"
+    return SpecError(f"{ex.snippet(part.span)} in a list can be read two ways: {readings}", part.span,
+                     hint=f"separate entries with `,`; for the {noun}, put spaces on both sides of `{op}`")
+
+
+def spaced_entries(ex, item, part: ast.BinOp) -> SpecError:
+    """The refusal of a product side by side as a list's one entry: its factors as entries, where the
+    entry is the product (or its negation, `[-1 x]`), or else the product named within the entry."""
+    whole = item if isinstance(item, ast.Neg) and item.operand is part else part
+    product = ex.snippet(whole.span).strip("`")
+    if whole is item or part is item:
+        factors = [ex.spelled(f) or "..." for f in juxtaposed(part, ex.lines)]
+        factors[0] = "-" * (whole is not part) + factors[0]
+        readings = f"entries `[{', '.join(factors)}]`, or their product, one entry"
+    else:
+        readings = f"entries separated by its spaces, or one entry holding the product `{product}`"
+    return SpecError(f"{ex.snippet(item.span)} in a list can be read two ways: {readings}", item.span,
+                     hint=f"separate entries with `,`, or bracket the product: `({product})`")
 
 
 def unbracketed(e, lines: list):
@@ -220,11 +247,14 @@ def juxtaposed(e: ast.BinOp, lines: list) -> list:
 
 
 def sign_against(e: ast.BinOp, lines: list) -> bool:
-    """Whether `+` or `-` is written as a sign: a space before it and none after, `a -b`."""
-    if e.left.span.end_line != e.right.span.line:
-        return False
-    text = lines[e.right.span.line - 1]
-    between = text[e.left.span.end_col - 1:e.right.span.col - 1]
+    """Whether `+` or `-` is written as a sign: space (or a line break) before it and none after, `a -b`."""
+    left, right = with_brackets(e.left.span, lines), with_brackets(e.right.span, lines)
+    if left.end_line == right.line:
+        between = lines[left.end_line - 1][left.end_col - 1:right.col - 1]
+    else:  # the lines between, their comments and `\\` left out
+        between = "\n".join([lines[left.end_line - 1][left.end_col - 1:].split("#")[0].rstrip("\\"),
+                             *(line.split("#")[0].rstrip("\\") for line in lines[left.end_line:right.line - 1]),
+                             lines[right.line - 1][:right.col - 1]])
     return between.rstrip(" \t") == between and between.strip() == e.op and between[:1].isspace()
 
 
@@ -232,21 +262,30 @@ def check_prefixed(e: ast.BinOp) -> None:
     """`0x10` is 0 times x10 by the grammar (`2x1` is 2 times x1), where a programmer means sixteen:
     a 0 written against a name that begins as a hexadecimal, binary or octal prefix is refused."""
     left, right = e.left, e.right
-    if (isinstance(left, ast.Num) and left.text == "0" and isinstance(right, ast.Name)
+    while isinstance(right, (ast.Index, ast.Transpose)):  # `0x1[0]`, `0x10'`
+        right = right.base if isinstance(right, ast.Index) else right.operand
+    if (isinstance(left, ast.Num) and left.text.strip("0") == "" and isinstance(right, ast.Name)
             and right.id[0] in "xXbBoO" and (left.span.end_line, left.span.end_col) == (right.span.line, right.span.col)):
-        raise SpecError(f"`0{right.id}` is 0 times `{right.id}`: graphdsl has no hexadecimal, binary or octal numbers",
-                        e.span, hint=f"write the number in decimal, or `0 {right.id}` if you mean the product")
+        raise SpecError(f"`{left.text}{right.id}` is 0 times `{right.id}`: graphdsl has no hexadecimal, binary or "
+                        "octal numbers", e.span, hint=f"write the number in decimal, or `0 {right.id}` for the product")
 
 
 def bracketed(span: Span, lines: list) -> bool:
     """Whether an expression stands in brackets of its own, `(b c)`: the parser keeps the span of
-    what is inside, so the text before it ends with `(`."""
-    before = lines[span.line - 1][:span.col - 1].rstrip()
-    line = span.line - 1  # 0-based: the line before is lines[line - 1]
-    while not before and line > 0:  # inside brackets an expression may start a line
-        line -= 1
-        before = lines[line].split("#")[0].rstrip()
-    return before.endswith("(")
+    what is inside, so the text before it ends with `(` and the text after starts with `)` (in a
+    call, `f(b c d)`, `b c` has a `(` before it but no `)` after)."""
+    return near(lines, span.line - 1, lines[span.line - 1][:span.col - 1], -1).endswith("(") and \
+        near(lines, span.end_line - 1, lines[span.end_line - 1][span.end_col - 1:], 1).startswith(")")
+
+
+def near(lines: list, line: int, text: str, step: int) -> str:
+    """The code beside an expression: `text`, the rest of its line before (step -1) or after it (1),
+    or where that is blank, the nearest line's code in that direction (brackets span lines)."""
+    text = text.split("#")[0].strip() if step > 0 else text.strip()
+    while not text and 0 <= line + step < len(lines):
+        line += step
+        text = lines[line].split("#")[0].strip()
+    return text
 
 
 def with_brackets(span: Span, lines: list) -> Span:

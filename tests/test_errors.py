@@ -95,6 +95,7 @@ def test_a_division_with_its_brackets_is_accepted(expr, want):
     ("2 + 1/2 t y", "`(1 / 2) t y` or `1 / (2 t y)`"),
     ("1/(2 t) sum(y)", "`(1 / (2 t)) sum(y)` or `1 / ((2 t) sum(y))`"),
     ("(y - 1) / (y + 1) (y - 1)", "`((y - 1) / (y + 1)) (y - 1)` or `(y - 1) / ((y + 1) (y - 1))`"),
+    ("((y + t)) / ((2)) (t)", "`(((y + t)) / ((2))) (t)` or `((y + t)) / (((2)) (t))`"),
     ("1/-2 y", "`(1 / -2) y` or `1 / (-2 y)`"),
 ])
 def test_a_division_by_a_product_side_by_side_is_refused_with_both_readings(expr, readings):
@@ -260,6 +261,8 @@ LISTED = "input x = 2\ninput y = 3\nparam W = [[1, 0], [0, 1]]\nz = {expr}\nshow
     ("[x -1 y]", "`-` as the sign of a new entry, or as a difference"),
     ("[1 - 2 y]", "`1 - 2 y` in a list can be read two ways: entries separated by its spaces, or one entry holding "
                   "the product `2 y`"),
+    ("[x y; 1 x]", "entries `[x, y]`, or their product"),                        # MATLAB's rows
+    ("[x \\\r\n -y]", "two entries, `x, -y`"),                                  # Windows line endings
 ])
 def test_a_list_written_with_spaces_between_entries_is_refused_with_both_readings(expr, readings):
     """A whiteboard's (or MATLAB's) row `[0.5 -1]` is a difference by the grammar: refused, not read
@@ -301,8 +304,12 @@ def test_a_number_in_scientific_notation_is_a_number_where_no_name_can_be_read()
 CHAINED = "input x[2] = [1, 2]\ninput y[2] = [3, 4]\ninput a = 2\nparam W = [[1, 2], [3, 4]]\nq = {expr}\nshow q\n"
 
 
-@pytest.mark.parametrize("expr, readings", [("x y W", "`(x y) W` or `x (y W)`"), ("W x y", "`(W x) y` or `W (x y)`"),
-                                            ("x y x", "`(x y) x` or `x (y x)`"), ("a x y W", "the dot product of `x` and `y` is taken where they meet"),
+@pytest.mark.parametrize("expr, readings", [("x y W", "`(x y) W` as written, or `x (y W)`"),
+                                            ("W x y", "`(W x) y` as written, or `W (x y)`"),
+                                            ("x y x", "`(x y) x` as written, or `x (y x)`"),
+                                            ("a x y W", "`((a x) y) W` as written, or `a x (y W)`"),
+                                            ("y W x y", "`((y W) x) y` as written, or `y W (x y)`"),
+                                            ("2 x y W", "`((2 x) y) W` as written, or `2 x (y W)`"),
                                             ("sum(x y W)", "`(x y) W`"), ("(W x y) + 1", "`W (x y)`"),
                                             ("2 (x y W)", "`x (y W)`"), ("sum(\n x y W)", "`x (y W)`")])
 def test_two_vectors_side_by_side_among_three_factors_are_refused_with_both_groupings(expr, readings):
@@ -385,3 +392,21 @@ def test_eq_of_a_column_and_a_vector_is_numpys_table_whatever_the_sizes(n):
     k = [0, 2, 1, 1][:n]
     T = graphdsl.compile(f"target k = {k}\nconst c = [0, 1, 2]\nT = eq([k]', c)\nshow T\n", engine="numpy").forward()["T"]
     np.testing.assert_array_equal(T, np.eye(3)[k])
+
+
+def test_a_setting_is_a_number_written_as_a_name_so_it_may_follow_a_value():
+    """`x s` and `0.5 lambda` of settings read as written (a number typed after a value is refused);
+    0.5 * 0.01 * (1 + 4 + 9 + 16) = 0.15."""
+    spec = ("setting lambda = 0.01\nsetting s = 0.5\ninput x[2] = [1, 2]\nparam W = [[1, 2], [3, 4]]\n"
+            "a = 2 s\nb = x s\nc = 0.5 lambda sum(pow(W, 2))\nshow a, b, c\n")
+    got = graphdsl.compile(spec, engine="numpy").forward()
+    assert got["a"] == 1 and list(got["b"]) == [0.5, 1] and got["c"] == pytest.approx(0.15, rel=1e-15)
+
+
+@pytest.mark.parametrize("spec", ["setting e1 = 2\ninput x = 1\na = 2e1 x\n",
+                                  "setting hidden = [2, 2]\ninput x[2] = [1, 2]\nfor e1 in hidden\n"
+                                  "  param W[e1, 2] = [[1, 0], [0, 1]]\n  h = 2e1 W x\nend\n"])
+def test_scientific_notation_spelling_a_setting_or_a_for_variable_is_refused(spec):
+    with pytest.raises(graphdsl.SpecError) as info:
+        graphdsl.compile(spec, engine="numpy")
+    assert "could be `2 e1`" in str(info.value)

@@ -19,6 +19,7 @@ class Num:
     value: float
     text: str
     span: Span
+    setting: str | None = None  # the setting (or `for` variable) whose value it is, where a name was written
 
 
 @dataclass(frozen=True)

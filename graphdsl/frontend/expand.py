@@ -93,17 +93,18 @@ def settings_of(program: ast.Program, overrides: dict) -> dict:
     return values
 
 
-def as_expr(value, span) -> object:
+def as_expr(value, span, name: str) -> object:
+    """A setting's (or a `for` variable's) value in place of its name, as literals that remember it."""
     if isinstance(value, tuple):
-        return ast.Stack(tuple(ast.Num(v, f"{v:g}", span) for v in value), span)
-    return ast.Num(value, f"{value:g}", span)
+        return ast.Stack(tuple(ast.Num(v, f"{v:g}", span, name) for v in value), span)
+    return ast.Num(value, f"{value:g}", span, name)
 
 
 def rewrite(node, names: dict, values: dict):
     """The node with references renamed (`names`) or replaced by literal values (`values`)."""
     if isinstance(node, ast.Name):
         if node.id in values:
-            return as_expr(values[node.id], node.span)
+            return as_expr(values[node.id], node.span, node.id)
         return replace(node, id=names[node.id]) if node.id in names else node
     if isinstance(node, tuple):
         return tuple(rewrite(item, names, values) for item in node)

@@ -109,14 +109,15 @@ def whole_number(key: ast.Ident, val) -> int:
 
 class Expressions:
     """Builds expressions' nodes into `graph`. `lookup(name, span)` gives the node holding a name's
-    value; `defined` holds the spec's names (`readable` those it may read, where fewer); `lines` are
-    the spec's, to quote in errors."""
+    value; `defined` holds the spec's names, `readable` the names an expression may read here
+    (settings and `for` variables among them, which were written in as numbers); `lines` are the
+    spec's, to quote in errors."""
 
-    def __init__(self, graph: Graph, lookup, defined, lines: list, readable=None):
+    def __init__(self, graph: Graph, lookup, defined, lines: list, readable):
         self.graph = graph
         self.lookup = lookup
         self.defined = defined
-        self.readable = defined if readable is None else readable  # the names an expression may read here
+        self.readable = readable
         self.lines = lines
         self.calls: dict = {}  # node id -> (function, argument ids), for the nodes calls made
         self.warnings: list = []  # SpecWarnings, in the order met

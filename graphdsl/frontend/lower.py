@@ -26,16 +26,17 @@ class Lowering:
     While a literal is evaluated, `only_constants` says what it is the value of, and the names it
     uses must be consts or built-ins."""
 
-    def __init__(self, defs: dict, lines: list, seed: int, param_order: dict, only_constants: str | None = None):
+    def __init__(self, defs: dict, lines: list, seed: int, param_order: dict, only_constants: str | None = None,
+                 substituted: frozenset = frozenset()):
         self.defs, self.lines, self.seed, self.param_order = defs, lines, seed, param_order
-        self.only_constants = only_constants
+        self.only_constants, self.substituted = only_constants, substituted  # the settings' and `for` names
         self.graph = Graph()
         self.kinds: dict = {}       # name -> input | target | param | const | node
         self.made_by: dict = {}     # name -> the declaration kind, function or op that made it
         self.resolving: list = []   # names being lowered, innermost last, for cycle reports
-        consts = None if only_constants is None else {n for n, d in defs.items()
-                                                      if isinstance(d, ast.Decl) and d.kind == "const"}
-        self.expressions = Expressions(self.graph, self.use, defs, lines, consts)
+        readable = {n for n, d in defs.items()  # where a literal is evaluated, only consts' names
+                    if only_constants is None or (isinstance(d, ast.Decl) and d.kind == "const")}
+        self.expressions = Expressions(self.graph, self.use, defs, lines, readable | substituted)
         self.declarations = Declarations(self.graph, self.resolve, self.constant, seed, param_order)
 
     def lower_all(self) -> None:
@@ -92,7 +93,7 @@ class Lowering:
     def constant(self, expr, what: str) -> np.ndarray:
         """Evaluate a literal expression (numbers, consts, pi, operators, functions) now, in a graph
         of its own."""
-        scratch = Lowering(self.defs, self.lines, self.seed, self.param_order, only_constants=what)
+        scratch = Lowering(self.defs, self.lines, self.seed, self.param_order, what, self.substituted)
         node = scratch.expressions.expr(expr)
         leaves = {n.id: scratch.graph.values[n.id] for n in scratch.graph.leaves()}
         try:
@@ -142,7 +143,9 @@ def lower(program: ast.Program, text: str, filename: str = "<spec>", seed: int =
     try:
         statements, values = expand(program, settings)
         defs = definitions(statements)
-        low = Lowering(defs, text.split("\n"), seed, param_order(defs))  # lines as the parser counts them
+        loops = {stmt.var.text for stmt in program.statements if isinstance(stmt, ast.Repeat)}
+        low = Lowering(defs, text.split("\n"), seed, param_order(defs),  # lines as the parser counts them
+                       substituted=frozenset(values) | loops)
         low.lower_all()
         train = with_settings(minimize.read(low.found(statements), statements, seed), settings, values)
         asked = requests.read(statements, low.kinds, low.shapes(), low.constant)

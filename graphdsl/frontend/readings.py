@@ -81,17 +81,19 @@ def check_grouping(ex, e: ast.BinOp) -> None:
     shaped = [r for r in ranks if r]
     if len(shaped) < 3 or not any(a == b == 1 for a, b in zip(shaped, shaped[1:])):
         return
-    spelled = [ex.spelled(f, bracket=True) or "..." for f in factors]
-    if len(factors) == 3:
-        readings = f"`({spelled[0]} {spelled[1]}) {spelled[2]}` or `{spelled[0]} ({spelled[1]} {spelled[2]})`"
-    else:  # the first two vectors side by side, whose dot product the grammar takes where it meets them
-        vectors = [i for i, r in enumerate(ranks) if r]
-        a, b = next((i, j) for i, j in zip(vectors, vectors[1:]) if ranks[i] == ranks[j] == 1)
-        readings = (f"from the left, as written, the dot product of `{spelled[a]}` and `{spelled[b]}` is taken "
-                    "where they meet; grouped otherwise it differs")
+    spelled = [ex.spelled(f, bracket=not isinstance(f, ast.Num)) or "..." for f in factors]
+    vectors = [i for i, r in enumerate(ranks) if r]
+    a, b = next((i, j) for i, j in zip(vectors, vectors[1:]) if ranks[i] == ranks[j] == 1)
+    as_written = spelled[0]
+    for f in spelled[1:]:
+        as_written = f"({as_written} {f})"
+    # the other grouping: the second vector with what follows it, or with the first where it is last
+    cut = a if b == len(factors) - 1 else b
+    other = " ".join([*spelled[:cut], f"({' '.join(spelled[cut:])})"])
     raise SpecError(f"{ex.snippet(e.span)} multiplies vectors and matrices side by side, and two vectors next to "
-                    f"each other make their dot product, a scalar: the grouping changes the result, {readings}",
-                    e.span, hint="write the brackets of the grouping you mean")
+                    f"each other make their dot product, a scalar: the grouping changes the result, "
+                    f"`{as_written[1:-1]}` as written, or `{other}`", e.span,
+                    hint="write the brackets of the grouping you mean")
 
 
 SYMMETRIC = ("mse", "half_se")  # losses whose value and gradients are the same with the arguments swapped
@@ -178,7 +180,7 @@ def product_warnings(ex, e: ast.BinOp, left: int, right: int) -> list:
 
 def check_juxtaposition(e: ast.BinOp) -> None:
     """Products by juxtaposition that are almost always a typo: `[1 2]`, `x .5`, `[1, 2] [3, 4]`."""
-    if isinstance(e.right, ast.Num):
+    if isinstance(e.right, ast.Num) and e.right.setting is None:  # `x s` of a setting s reads as written
         raise SpecError("a number written after a value is read as a product", e.right.span,
                         hint="write the number first (`2 x`) or use `*`; separate list entries with `,`")
     literals = (ast.Stack, ast.Concat)
@@ -191,13 +193,14 @@ def check_list(ex, e) -> None:
     """A list's entries separated by spaces, as a whiteboard or MATLAB writes a row: `[0.5 -1]` is
     a subtraction and `[1 m n]` a product by the grammar, but two or three entries to a reader.
     Refused with both readings: a sign written against a value (`a -b`, `a +b`) in any list, and a
-    product side by side in a list of one entry, where no `,` shows what an entry is. Brackets of
-    their own, `[(a b)]`, say it is one."""
+    product side by side in a list of one entry, where no `,` shows what an entry is, or in a `;`
+    list, which MATLAB reads as rows (`[w11 w12; w21 w22]`). Brackets of their own, `[(a b)]`, say
+    it is one."""
     for item in e.items:
         for part in unbracketed(item, ex.lines):
             if part.op in "+-" and sign_against(part, ex.lines):
                 raise signed_entry(ex, part)
-            if part.op == "juxt" and len(e.items) == 1:
+            if part.op == "juxt" and (len(e.items) == 1 or isinstance(e, ast.Concat)):  # `[a b; c d]`: MATLAB's rows
                 raise spaced_entries(ex, item, part)
 
 
@@ -252,8 +255,8 @@ def sign_against(e: ast.BinOp, lines: list) -> bool:
     if left.end_line == right.line:
         between = lines[left.end_line - 1][left.end_col - 1:right.col - 1]
     else:  # the lines between, their comments and `\\` left out
-        between = "\n".join([lines[left.end_line - 1][left.end_col - 1:].split("#")[0].rstrip("\\"),
-                             *(line.split("#")[0].rstrip("\\") for line in lines[left.end_line:right.line - 1]),
+        between = "\n".join([lines[left.end_line - 1][left.end_col - 1:].split("#")[0].rstrip("\r\\"),
+                             *(line.split("#")[0].rstrip("\r\\") for line in lines[left.end_line:right.line - 1]),
                              lines[right.line - 1][:right.col - 1]])
     return between.rstrip(" \t") == between and between.strip() == e.op and between[:1].isspace()
 
@@ -290,13 +293,13 @@ def near(lines: list, line: int, text: str, step: int) -> str:
 
 def with_brackets(span: Span, lines: list) -> Span:
     """The span of an expression with the brackets of its own around it, `(b c)`, where it has
-    them on its line; the parser's span holds what is inside."""
-    if span.line != span.end_line or not bracketed(span, lines):
-        return span
+    them on its line (every layer, `((b))`); the parser's span holds what is inside."""
     text = lines[span.line - 1]
-    after = text[span.end_col - 1:]
-    close = span.end_col + len(after) - len(after.lstrip())  # the `)`'s column
-    return Span(span.line, len(text[:span.col - 1].rstrip()), span.line, close + 1)
+    while span.line == span.end_line and bracketed(span, lines):  # `((2))`: every layer
+        after = text[span.end_col - 1:]
+        close = span.end_col + len(after) - len(after.lstrip())  # the `)`'s column
+        span = Span(span.line, len(text[:span.col - 1].rstrip()), span.line, close + 1)
+    return span
 
 
 def check_division(e: ast.BinOp, lines: list) -> None:

@@ -261,7 +261,7 @@ LISTED = "input x = 2\ninput y = 3\nparam W = [[1, 0], [0, 1]]\nz = {expr}\nshow
     ("[x -1 y]", "`-` as the sign of a new entry, or as a difference"),
     ("[1 - 2 y]", "`1 - 2 y` in a list can be read two ways: entries separated by its spaces, or one entry holding "
                   "the product `2 y`"),
-    ("[x y; 1 x]", "entries `[x, y]`, or their product"),                        # MATLAB's rows
+    ("[x y; 2 x]", "entries `[x, y]`, or their product"),                        # MATLAB's rows
     ("[x \\\r\n -y]", "two entries, `x, -y`"),                                  # Windows line endings
 ])
 def test_a_list_written_with_spaces_between_entries_is_refused_with_both_readings(expr, readings):
@@ -275,6 +275,7 @@ def test_a_list_written_with_spaces_between_entries_is_refused_with_both_reading
 @pytest.mark.parametrize("expr, want", [
     ("[0.5, -1]", [0.5, -1]), ("[x - 1, 3]", [1, 3]), ("[x-1, 3]", [1, 3]), ("[2 x, 3 y]", [4, 9]),
     ("[(x y)]", [6]), ("[sigmoid(0 x)]", [0.5]), ("[x, -y]", [2, -3]), ("[1; (x y)]", [1, 6]),
+    ("[1; x y]", [1, 6]), ("[x; W [1, 1]]", [2, 1, 1]),               # a `;` list of a product and others: a vector
 ])
 def test_a_list_whose_entries_are_plain_is_read_as_written(expr, want):
     z = graphdsl.compile(LISTED.format(expr=expr), engine="numpy").forward()["z"]

@@ -194,14 +194,21 @@ def check_list(ex, e) -> None:
     a subtraction and `[1 m n]` a product by the grammar, but two or three entries to a reader.
     Refused with both readings: a sign written against a value (`a -b`, `a +b`) in any list, and a
     product side by side in a list of one entry, where no `,` shows what an entry is, or in a `;`
-    list, which MATLAB reads as rows (`[w11 w12; w21 w22]`). Brackets of their own, `[(a b)]`, say
-    it is one."""
+    list of such products only, which MATLAB reads as the rows of a matrix (`[w11 w12; w21 w22]`;
+    `[1; W x]` is a vector). Brackets of their own, `[(a b)]`, say it is one."""
+    rows = isinstance(e, ast.Concat) and len(e.items) > 1 and all(map(spaced, e.items))  # `[a b; c d]`
     for item in e.items:
         for part in unbracketed(item, ex.lines):
             if part.op in "+-" and sign_against(part, ex.lines):
                 raise signed_entry(ex, part)
-            if part.op == "juxt" and (len(e.items) == 1 or isinstance(e, ast.Concat)):  # `[a b; c d]`: MATLAB's rows
+            if part.op == "juxt" and (len(e.items) == 1 or rows):
                 raise spaced_entries(ex, item, part)
+
+
+def spaced(item) -> bool:
+    """Whether a list's entry is written as a product side by side (or its negation), `a b`."""
+    item = item.operand if isinstance(item, ast.Neg) else item
+    return isinstance(item, ast.BinOp) and item.op == "juxt"
 
 
 def signed_entry(ex, part: ast.BinOp) -> SpecError:

@@ -50,19 +50,28 @@ def log_softmax_ref(x):
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
+def largest(x: str, row: tuple, rows: int) -> list:
+    """`top`, the largest entry of a row, read as `x` at the row loops' indices (`rows` of them)."""
+    return ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], rows)]
+
+
+def exp_in_place(scratch: str, shape: tuple) -> list:
+    """e^ of every entry of `scratch` in one flat pass, which LLVM vectorises."""
+    n = math.prod(shape)
+    return [f"flat = {scratch}.reshape(({n},))", *nest((n,), ["flat[i0] = M.exp(flat[i0])"])]
+
+
 def log_softmax_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch: str | None = None) -> list:
     """Each row shifted by its largest entry, less the log of the sum of the shifted entries' e^,
     taken as logsumexp_loops takes them: in one flat pass in `scratch` where it is given."""
     idx, rows, last = ", ".join(ivars(len(dims))), len(dims) - 1, dims[-1:]
     x, o = f"{args[0]}[{idx}]", f"{out}[{idx}]"
-    shift = ["top = -np.inf", *nest(last, [f"top = max(top, {x})"], rows), *nest(last, [f"{o} = {x} - top"], rows)]
+    shift = [*largest(x, last, rows), *nest(last, [f"{o} = {x} - top"], rows)]
     less_log = ["acc = np.log(acc)", *nest(last, [f"{o} -= acc"], rows)]
     if scratch is None:
         return nest(dims[:-1], [*shift, "acc = 0.0", *nest(last, [f"acc += np.exp({o})"], rows), *less_log])
     kept = f"{scratch}[{idx}]"
-    return [*nest(dims[:-1], [*shift, *nest(last, [f"{kept} = {o}"], rows)]),
-            f"flat = {scratch}.reshape(({math.prod(dims)},))",
-            *nest((math.prod(dims),), ["flat[i0] = M.exp(flat[i0])"]),
+    return [*nest(dims[:-1], [*shift, *nest(last, [f"{kept} = {o}"], rows)]), *exp_in_place(scratch, dims),
             *nest(dims[:-1], ["acc = 0.0", *nest(last, [f"acc += {kept}"], rows), *less_log])]
 
 
@@ -85,14 +94,13 @@ def logsumexp_loops(out: str, args: list, in_shapes: list, dims: tuple, scratch:
     idx = ", ".join(ivars(len(s)))
     x = f"{args[0]}[{idx}]"
     row = (s[-1],)
-    largest = ["top = -np.inf", *nest(row, [f"top = max(top, {x})"], len(dims))]
+    top = largest(x, row, len(dims))
     if scratch is None:
-        return nest(dims, [*largest, "acc = 0.0", *nest(row, [f"acc += np.exp({x} - top)"], len(dims)),
+        return nest(dims, [*top, "acc = 0.0", *nest(row, [f"acc += np.exp({x} - top)"], len(dims)),
                            f"{entry(out, dims)} = top + np.log(acc)"])
     kept = f"{scratch}[{idx}]"
-    return [*nest(dims, [*largest, *nest(row, [f"{kept} = {x} - top"], len(dims)), f"{entry(out, dims)} = top"]),
-            f"flat = {scratch}.reshape(({math.prod(s)},))",
-            *nest((math.prod(s),), ["flat[i0] = M.exp(flat[i0])"]),
+    return [*nest(dims, [*top, *nest(row, [f"{kept} = {x} - top"], len(dims)), f"{entry(out, dims)} = top"]),
+            *exp_in_place(scratch, s),
             *nest(dims, ["acc = 0.0", *nest(row, [f"acc += {kept}"], len(dims)),
                          f"{entry(out, dims)} += np.log(acc)"])]
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from graphdsl.errors import Span, SpecError
 from graphdsl.frontend import ast
 from graphdsl.frontend.readings import (ELEMENTWISE_INFIX, check_call, check_grouping, check_list, check_number,
-                                        check_shapes, check_written, oriented, product_warnings)
+                                        check_shapes, check_written, code, oriented, product_warnings)
 from graphdsl.frontend.functions import FUNCTIONS, INITIALISERS, REDUCE, Function
 from graphdsl.frontend.names import init_example, suggest
 from graphdsl.ir.graph import Graph
@@ -132,7 +132,7 @@ class Expressions:
         else:
             pieces = [self.lines[span.line - 1][span.col - 1:], *self.lines[span.line:span.end_line - 1],
                       self.lines[span.end_line - 1][:span.end_col - 1]]
-            text = " ".join(" ".join(p.split("#")[0].rstrip(" \t\\").split()) for p in pieces if p.split("#")[0].strip())
+            text = " ".join(" ".join(code(p).split()) for p in pieces if code(p).strip())
         return f"`{text}`" if len(text) <= 40 else f"`{text[:37]}...`"
 
     def spelled(self, x, bracket: bool = False) -> str | None:

@@ -78,12 +78,12 @@ def check_grouping(ex, e: ast.BinOp) -> None:
     where x (y W) is a number. Refused with both readings; scalars, which commute, do not count."""
     factors = juxtaposed(e, ex.lines)
     ranks = [len(ex.graph.nodes[ex.built[id(f)]].shape) for f in factors]
-    shaped = [r for r in ranks if r]
-    if len(shaped) < 3 or not any(a == b == 1 for a, b in zip(shaped, shaped[1:])):
+    shaped = [i for i, r in enumerate(ranks) if r]  # the vectors' and matrices' places
+    dots = [(i, j) for i, j in zip(shaped, shaped[1:]) if ranks[i] == ranks[j] == 1]
+    if len(shaped) < 3 or not dots:
         return
     spelled = [ex.spelled(f, bracket=not isinstance(f, ast.Num)) or "..." for f in factors]
-    vectors = [i for i, r in enumerate(ranks) if r]
-    a, b = next((i, j) for i, j in zip(vectors, vectors[1:]) if ranks[i] == ranks[j] == 1)
+    a, b = dots[0]
     as_written = spelled[0]
     for f in spelled[1:]:
         as_written = f"({as_written} {f})"
@@ -115,19 +115,25 @@ def check_call(ex, e: ast.Call, fn, args: list) -> None:
                 order[i], order[target] = order[target], order[i]
                 order += [f"{key.text}={ex.spelled(value) or '...'}" for key, value in e.kwargs]
                 raise SpecError(f"{ex.snippet(arg.span)} is a target, but `{fn.name}` takes the {param} there: "
-                                f"the arguments look swapped", arg.span,
-                                hint=f"`{fn.name}` takes ({', '.join(fn.params)}): write `{fn.name}({', '.join(order)})`")
+                                f"the arguments look swapped", arg.span, hint=f"`{fn.name}` takes "
+                                f"({', '.join(fn.params)}): write `{fn.name}({', '.join(order)})`")
     activation, hint = APPLIED.get(fn.name, (None, None))
     if args and ex.graph.nodes[args[0]].op == activation:
-        raise SpecError(f"`{fn.name}` applies the {activation} itself, so {ex.snippet(e.args[0].span)}, a {activation}'s "
-                        f"output, would go through it twice", e.args[0].span, hint=hint)
+        raise SpecError(f"`{fn.name}` applies the {activation} itself, so {ex.snippet(e.args[0].span)}, a "
+                        f"{activation}'s output, would go through it twice", e.args[0].span, hint=hint)
 
 
 def a_target(ex, arg) -> bool:
     """Whether an argument is a target's value as written, a name of one, transposed or indexed."""
-    while isinstance(arg, (ast.Transpose, ast.Index)):
-        arg = arg.operand if isinstance(arg, ast.Transpose) else arg.base
-    return isinstance(arg, ast.Name) and ex.graph.nodes[ex.built[id(arg)]].op == "target"
+    name = written_name(arg)
+    return name is not None and ex.graph.nodes[ex.built[id(name)]].op == "target"
+
+
+def written_name(e) -> ast.Name | None:
+    """The name an expression is written as, under any transposes and indexing (`t'`, `x10[0]`)."""
+    while isinstance(e, (ast.Transpose, ast.Index)):
+        e = e.operand if isinstance(e, ast.Transpose) else e.base
+    return e if isinstance(e, ast.Name) else None
 
 
 def oriented(ex, e: ast.BinOp, left: int, right: int) -> tuple:
@@ -261,21 +267,19 @@ def sign_against(e: ast.BinOp, lines: list) -> bool:
     left, right = with_brackets(e.left.span, lines), with_brackets(e.right.span, lines)
     if left.end_line == right.line:
         between = lines[left.end_line - 1][left.end_col - 1:right.col - 1]
-    else:  # the lines between, their comments and `\\` left out
-        between = "\n".join([lines[left.end_line - 1][left.end_col - 1:].split("#")[0].rstrip("\r\\"),
-                             *(line.split("#")[0].rstrip("\r\\") for line in lines[left.end_line:right.line - 1]),
-                             lines[right.line - 1][:right.col - 1]])
+    else:  # the lines between, as code
+        between = "\n".join([code(lines[left.end_line - 1][left.end_col - 1:]),
+                             *map(code, lines[left.end_line:right.line - 1]), lines[right.line - 1][:right.col - 1]])
     return between.rstrip(" \t") == between and between.strip() == e.op and between[:1].isspace()
 
 
 def check_prefixed(e: ast.BinOp) -> None:
     """`0x10` is 0 times x10 by the grammar (`2x1` is 2 times x1), where a programmer means sixteen:
     a 0 written against a name that begins as a hexadecimal, binary or octal prefix is refused."""
-    left, right = e.left, e.right
-    while isinstance(right, (ast.Index, ast.Transpose)):  # `0x1[0]`, `0x10'`
-        right = right.base if isinstance(right, ast.Index) else right.operand
-    if (isinstance(left, ast.Num) and left.text.strip("0") == "" and isinstance(right, ast.Name)
-            and right.id[0] in "xXbBoO" and (left.span.end_line, left.span.end_col) == (right.span.line, right.span.col)):
+    left, right = e.left, written_name(e.right)  # `0x1[0]`, `0x10'` too
+    if (isinstance(left, ast.Num) and left.text.strip("0") == "" and right is not None
+            and right.id[0] in "xXbBoO"
+            and (left.span.end_line, left.span.end_col) == (right.span.line, right.span.col)):
         raise SpecError(f"`{left.text}{right.id}` is 0 times `{right.id}`: graphdsl has no hexadecimal, binary or "
                         "octal numbers", e.span, hint=f"write the number in decimal, or `0 {right.id}` for the product")
 
@@ -291,11 +295,16 @@ def bracketed(span: Span, lines: list) -> bool:
 def near(lines: list, line: int, text: str, step: int) -> str:
     """The code beside an expression: `text`, the rest of its line before (step -1) or after it (1),
     or where that is blank, the nearest line's code in that direction (brackets span lines)."""
-    text = text.split("#")[0].strip() if step > 0 else text.strip()
+    text = code(text).strip()
     while not text and 0 <= line + step < len(lines):
         line += step
-        text = lines[line].split("#")[0].strip()
+        text = code(lines[line]).strip()
     return text
+
+
+def code(line: str) -> str:
+    """A line's code: without its comment, its line ending (`\\r` of Windows') and a `\\` that continues it."""
+    return line.split("#")[0].rstrip().removesuffix("\\")
 
 
 def with_brackets(span: Span, lines: list) -> Span:
